@@ -1,0 +1,110 @@
+//! The I/O shell: sends prepared requests over pooled HTTP/1.1 and HTTP/2 connections.
+
+use crate::outcome::Response;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Response bodies are explanations, not content: anything past this is not read.
+const MAX_RESPONSE_BODY: usize = 16 * 1024;
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The most one request (connect, send, read the answer) may take.
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept for reuse.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(90) }
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer within the configured timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting, TLS or the HTTP exchange failed.
+    #[error("{0}")]
+    Http(String),
+}
+
+/// A push client: one connection pool per push-service origin, HTTP/2 where the service
+/// offers it (ALPN), HTTP/1.1 keep-alive otherwise. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PushClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl PushClient {
+    /// A client trusting the system's CA certificates (or, where the system has none,
+    /// Mozilla's root list as shipped in webpki-roots).
+    pub fn new(config: ClientConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions");
+        let tls = match tls.clone().with_native_roots() {
+            Ok(with_roots) => with_roots.with_no_client_auth(),
+            Err(_) => tls.with_webpki_roots().with_no_client_auth(),
+        };
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
+        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(config.idle_timeout).build(https);
+        Self { http, timeout: config.timeout }
+    }
+
+    /// Sends a prepared request and classifies the answer.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response, SendError> {
+        let exchange = async {
+            let response =
+                self.http.request(request.map(Full::new)).await.map_err(|e| SendError::Http(describe(&e)))?;
+            let (parts, body) = response.into_parts();
+            // A body that is cut off or too long still leaves a useful status.
+            let body = match Limited::new(body, MAX_RESPONSE_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok(Response::classify(parts.status, &parts.headers, &body, SystemTime::now()))
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| SendError::Timeout(self.timeout))?
+    }
+}
+
+impl std::fmt::Debug for PushClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushClient").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+/// hyper-util's errors say "client error (Connect)" at the top; the cause is what helps.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
