@@ -15,10 +15,13 @@ use tidings_wire::{Topic, Urgency, endpoint};
 /// Exit status: 0 accepted, 2 usage or input error (nothing sent), 3 subscription gone
 /// (delete it), 4 rejected (fix the request), 5 try later.
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 accepted (201/202), 2 usage or input error (nothing was sent), \
+#[command(
+    args_override_self = true,
+    after_help = "Exit status: 0 accepted (201/202), 2 usage or input error (nothing was sent), \
 3 subscription gone (404/410: delete it), 4 rejected (400/401/403/413: fix the request), \
 5 try later (429/5xx or no answer).\n\n\
-Example:\n  tidings send --subscription sub.json --vapid-keys vapid.json \\\n    --vapid-subject mailto:ops@example.com --payload 'Hello'")]
+Example:\n  tidings send --subscription sub.json --vapid-keys vapid.json \\\n    --vapid-subject mailto:ops@example.com --payload 'Hello'"
+)]
 pub struct SendArgs {
     /// The PushSubscription JSON ({"endpoint","keys":{"p256dh","auth"}}), or - for stdin.
     #[arg(long, value_name = "FILE|-")]
