@@ -283,6 +283,7 @@ fn bad_input_is_refused_before_anything_is_sent() {
         (vec!["--subscription", &good, "--urgency", "urgent"], "very-low, low, normal, high"),
         (vec!["--subscription", &good, "--ttl=-1"], "invalid value"),
         (vec!["--subscription", &good, "--vapid-keys", &not_json], "holds no usable VAPID key"),
+        (vec!["--subscription", &good, "--ca-file", "/nonexistent/ca.pem"], "cannot read CA certificates"),
     ];
     for (args, message) in cases {
         let mut command = tidings();

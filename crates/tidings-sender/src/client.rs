@@ -4,10 +4,11 @@ use crate::outcome::Response;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,11 +22,18 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// How long an idle pooled connection is kept for reuse.
     pub idle_timeout: Duration,
+    /// Certificate authorities to trust besides the system's: for push services behind a
+    /// private CA (a `tidings serve` with its own certificate, say).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(90) }
+        Self {
+            timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            extra_roots: Vec::new(),
+        }
     }
 }
 
@@ -61,10 +69,15 @@ impl PushClient {
         ))
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default TLS versions");
-        let tls = match tls.clone().with_native_roots() {
-            Ok(with_roots) => with_roots.with_no_client_auth(),
-            Err(_) => tls.with_webpki_roots().with_no_client_auth(),
-        };
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_roots();
+        if native.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        } else {
+            roots.add_parsable_certificates(native);
+        }
+        roots.add_parsable_certificates(config.extra_roots);
+        let tls = tls.with_root_certificates(roots).with_no_client_auth();
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -95,6 +108,12 @@ impl std::fmt::Debug for PushClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushClient").field("timeout", &self.timeout).finish_non_exhaustive()
     }
+}
+
+/// The system's trusted CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR` or the platform
+/// store); empty when it has none.
+fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
 }
 
 /// hyper-util's errors say "client error (Connect)" at the top; the cause is what helps.

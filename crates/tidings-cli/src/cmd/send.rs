@@ -4,6 +4,8 @@ use crate::exit::Code;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,6 +59,9 @@ pub struct SendArgs {
     /// Seconds to wait for the push service's answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
+    /// Also trust the CA certificates in this PEM file (for a push service with a private CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Print the request and response headers on stderr (endpoint masked).
     #[arg(long, short)]
     verbose: bool,
@@ -96,6 +101,12 @@ pub fn run(args: SendArgs) -> Result<Code> {
         (None, None) => Vec::new(),
     };
     let signer = signer(&args)?;
+    let extra_roots = match &args.ca_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("cannot read CA certificates from {}", path.display()))?,
+        None => Vec::new(),
+    };
     let message = Message {
         payload: payload.into(),
         ttl: args.ttl,
@@ -123,8 +134,11 @@ pub fn run(args: SendArgs) -> Result<Code> {
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client =
-        PushClient::new(ClientConfig { timeout: Duration::from_secs(args.timeout), ..Default::default() });
+    let client = PushClient::new(ClientConfig {
+        timeout: Duration::from_secs(args.timeout),
+        extra_roots,
+        ..Default::default()
+    });
     let response = match runtime.block_on(client.send(request)) {
         Ok(response) => response,
         Err(error) => {
