@@ -336,4 +336,5 @@ fn verbose_masks_the_endpoint_and_the_token_signature() {
     assert!(!stderr.contains("0123456789"), "the endpoint leaked: {stderr}");
     assert!(stderr.contains("> authorization: vapid t=eyJ"), "{stderr}");
     assert!(stderr.contains(".…,k="), "the signature should be elided: {stderr}");
+    assert!(stderr.contains("< 201 Created") && stderr.contains("< ttl: 60"), "{stderr}");
 }

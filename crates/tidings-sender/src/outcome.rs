@@ -45,6 +45,8 @@ pub struct Response {
     pub retry_after: Option<Duration>,
     /// Details from the error body, for answers that are not accepted.
     pub error: Option<ServiceError>,
+    /// All response headers, for diagnostics.
+    pub headers: HeaderMap,
 }
 
 /// The longest explanation kept from a response body.
@@ -69,6 +71,7 @@ impl Response {
             ttl: header("ttl").and_then(tidings_wire::headers::parse_ttl),
             retry_after: header("retry-after").and_then(|v| parse_retry_after(v, now)),
             error: (verdict != Verdict::Accepted).then(|| parse_error_body(body)),
+            headers: headers.clone(),
         }
     }
 

@@ -149,6 +149,9 @@ pub fn run(args: SendArgs) -> Result<Code> {
     };
     if args.verbose {
         eprintln!("< {}", response.status);
+        for (name, value) in &response.headers {
+            eprintln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
+        }
     }
     report(&response)
 }
