@@ -1,0 +1,365 @@
+//! The push API application servers call: `POST <endpoint>` and `DELETE <message url>`.
+//!
+//! [`validate`] is the whole RFC 8030/8291/8292 rulebook as a pure function of the request
+//! headers; [`push`] and [`cancel`] are the handlers around it and storage.
+
+use crate::app::App;
+use crate::token::{Endpoint, MessageRef, key_hash};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use std::sync::Arc;
+use std::time::Instant;
+use tidings_crypto::ece::aesgcm;
+use tidings_crypto::vapid;
+use tidings_crypto::webpush::ContentEncoding;
+use tidings_store::{Message, Saved, Store};
+use tidings_wire::errno::Errno;
+use tidings_wire::headers::parse_ttl;
+use tidings_wire::{Topic, Urgency};
+
+/// Seconds a sender should wait after a 429 or 503.
+const RETRY_AFTER: &str = "10";
+
+/// A refused request: the errno, what was wrong, and extra headers for the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// What kind of error (decides the status).
+    pub errno: Errno,
+    /// What was wrong, in words.
+    pub message: String,
+}
+
+fn refuse(errno: Errno, message: impl Into<String>) -> ApiError {
+    ApiError { errno, message: message.into() }
+}
+
+/// A push request that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// The TTL that will be honoured (after the cap).
+    pub ttl: u32,
+    /// `Topic`, when given.
+    pub topic: Option<Topic>,
+    /// `Content-Encoding` of a non-empty body.
+    pub encoding: Option<ContentEncoding>,
+    /// `Encryption` (aesgcm).
+    pub encryption: Option<String>,
+    /// `Crypto-Key` (aesgcm).
+    pub crypto_key: Option<String>,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(refuse(Errno::InvalidHeader, format!("more than one {name} header")));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| refuse(Errno::InvalidHeader, format!("the {name} header is not ASCII")))
+}
+
+/// Checks a push request's headers, for a body of `body_len` bytes, sent to `endpoint` of
+/// a service whose origin is `audience`, at `now` (seconds since the Unix epoch).
+pub fn validate(
+    headers: &HeaderMap,
+    body_len: usize,
+    endpoint: &Endpoint,
+    audience: &str,
+    max_ttl: u32,
+    now: u64,
+) -> Result<Validated, ApiError> {
+    let ttl = header_str(headers, "ttl")?.ok_or_else(|| refuse(Errno::MissingTtl, "Missing TTL header"))?;
+    let ttl = parse_ttl(ttl)
+        .ok_or_else(|| refuse(Errno::MissingTtl, "TTL must be a non-negative integer number of seconds"))?;
+    if let Some(urgency) = header_str(headers, "urgency")? {
+        urgency.parse::<Urgency>().map_err(|e| refuse(Errno::InvalidHeader, e.to_string()))?;
+    }
+    let topic = header_str(headers, "topic")?
+        .map(|t| t.parse::<Topic>().map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Topic: {e}"))))
+        .transpose()?;
+
+    let crypto_key = header_str(headers, "crypto-key")?;
+    let (encoding, encryption) = if body_len == 0 {
+        (None, None)
+    } else {
+        let value = header_str(headers, "content-encoding")?.ok_or_else(|| {
+            refuse(Errno::InvalidHeader, "a body needs Content-Encoding: aes128gcm (or the legacy aesgcm)")
+        })?;
+        let encoding = ContentEncoding::parse(value)
+            .ok_or_else(|| refuse(Errno::InvalidHeader, "Content-Encoding must be aes128gcm or aesgcm"))?;
+        let encryption = match encoding {
+            ContentEncoding::Aes128gcm => None,
+            ContentEncoding::Aesgcm => {
+                let encryption = header_str(headers, "encryption")?.ok_or_else(|| {
+                    refuse(Errno::InvalidHeader, "aesgcm needs an Encryption header with a salt")
+                })?;
+                aesgcm::EncryptionParams::parse(encryption)
+                    .map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Encryption header: {e}")))?;
+                aesgcm::sender_key_from_crypto_key(crypto_key.unwrap_or_default()).map_err(|e| {
+                    refuse(Errno::InvalidHeader, format!("aesgcm needs Crypto-Key: dh=...: {e}"))
+                })?;
+                Some(encryption.to_owned())
+            }
+        };
+        (Some(encoding), encryption)
+    };
+
+    match (header_str(headers, "authorization")?, endpoint.key_hash) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(refuse(
+                Errno::Unauthorized,
+                "this subscription requires VAPID: send Authorization: vapid t=..., k=...",
+            ));
+        }
+        (Some(authorization), restricted) => {
+            let verified = vapid::verify(authorization, crypto_key, audience, now)
+                .map_err(|e| refuse(Errno::Unauthorized, format!("invalid VAPID credentials: {e}")))?;
+            if restricted.is_some_and(|hash| hash != key_hash(&verified.public_key)) {
+                return Err(refuse(
+                    Errno::KeyMismatch,
+                    "the VAPID key is not the applicationServerKey this subscription was created with",
+                ));
+            }
+        }
+    }
+    Ok(Validated {
+        ttl: ttl.min(max_ttl),
+        topic,
+        encoding,
+        encryption,
+        crypto_key: crypto_key.filter(|_| encoding == Some(ContentEncoding::Aesgcm)).map(str::to_owned),
+    })
+}
+
+impl<S: Store> App<S> {
+    /// The JSON error answer for `error`, counted in the metrics.
+    pub fn error_response(&self, error: ApiError) -> Response {
+        self.metrics.errors.get_or_create(&crate::metrics::ErrnoLabel { errno: error.errno.number() }).inc();
+        let status = StatusCode::from_u16(error.errno.status()).expect("errno statuses are valid");
+        let body = error.errno.body(error.message, format!("{}/errors", self.config.public_url));
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response();
+        match error.errno {
+            Errno::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("vapid"));
+            }
+            Errno::TooManyPending | Errno::Unavailable => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `POST /push/{token}`: validate, store durably, then hand to the connection if online.
+pub async fn push<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    match accept(&app, &token, &headers, body).await {
+        Ok(response) => {
+            app.metrics.accepted.inc();
+            app.metrics.accept_seconds.observe(start.elapsed().as_secs_f64());
+            response
+        }
+        Err(error) => app.error_response(error),
+    }
+}
+
+async fn accept<S: Store>(
+    app: &App<S>,
+    token: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let endpoint = app
+        .keys
+        .open_endpoint(token)
+        .map_err(|_| refuse(Errno::InvalidToken, "unknown or invalid endpoint"))?;
+    let max = app.config.max_body;
+    let too_large = || refuse(Errno::TooLarge, format!("the body is larger than {max} bytes"));
+    let declared = header_str(headers, "content-length")?.and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(body, max).collect().await.map_err(|_| too_large())?.to_bytes();
+    let now = crate::app::unix_now();
+    let valid = validate(headers, body.len(), &endpoint, &app.audience, app.config.max_ttl, now)?;
+    let message = Message {
+        id: 0,
+        channel_id: endpoint.channel_id,
+        expires_at: now + u64::from(valid.ttl),
+        topic: valid.topic.map(|t| t.as_str().to_owned()),
+        body: body.to_vec(),
+        encoding: valid.encoding.map(|e| e.as_str().to_owned()),
+        encryption: valid.encryption,
+        crypto_key: valid.crypto_key,
+    };
+    let saved =
+        app.store.save_message(endpoint.uaid, message.clone(), app.config.max_pending).await.map_err(
+            |e| {
+                tracing::warn!(error = %e, "storage refused a message");
+                refuse(Errno::Unavailable, "storage is unavailable; try again later")
+            },
+        )?;
+    let id = match saved {
+        Saved::Stored(id) | Saved::Replaced { id, .. } => id,
+        Saved::Full => {
+            return Err(refuse(
+                Errno::TooManyPending,
+                format!("the subscription already holds {} undelivered messages", app.config.max_pending),
+            ));
+        }
+        Saved::NoChannel => return Err(refuse(Errno::Gone, "the subscription has been removed")),
+    };
+    let message = Message { id, ..message };
+    if !app.registry.deliver(endpoint.uaid, message) {
+        app.metrics.stored.inc();
+    }
+    let location =
+        app.keys.seal_message(&MessageRef { uaid: endpoint.uaid, channel_id: endpoint.channel_id, id });
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("{}/m/{location}", app.config.public_url)),
+            (http::HeaderName::from_static("ttl"), valid.ttl.to_string()),
+        ],
+    )
+        .into_response())
+}
+
+/// `DELETE /m/{token}`: cancels a pending message.
+pub async fn cancel<S: Store>(State(app): State<Arc<App<S>>>, Path(token): Path<String>) -> Response {
+    let Ok(message) = app.keys.open_message(&token) else {
+        return app.error_response(refuse(Errno::InvalidToken, "unknown or invalid message URL"));
+    };
+    match app.store.delete_message(message.uaid, message.channel_id, message.id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => {
+            app.error_response(refuse(Errno::NoMessage, "no such message: delivered, expired or cancelled"))
+        }
+        Err(_) => app.error_response(refuse(Errno::Unavailable, "storage is unavailable; try again later")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidings_crypto::vapid::{VapidKey, VapidSigner};
+    use tidings_wire::{ChannelId, Uaid};
+
+    const AUD: &str = "http://127.0.0.1:8080";
+    const NOW: u64 = 1_700_000_000;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn open() -> Endpoint {
+        Endpoint { uaid: Uaid([1; 16]), channel_id: ChannelId([2; 16]), key_hash: None }
+    }
+
+    fn check(h: &[(&'static str, &str)], len: usize, e: &Endpoint) -> Result<Validated, ApiError> {
+        validate(&headers(h), len, e, AUD, 2_592_000, NOW)
+    }
+
+    #[test]
+    fn header_rules() {
+        let enc = ("content-encoding", "aes128gcm");
+        assert_eq!(check(&[("ttl", "60"), enc], 10, &open()).unwrap().ttl, 60);
+        assert_eq!(check(&[("ttl", "99999999")], 0, &open()).unwrap().ttl, 2_592_000);
+        assert_eq!(check(&[enc], 10, &open()).unwrap_err().errno, Errno::MissingTtl);
+        for bad in ["-1", "1.5", "soon", ""] {
+            assert_eq!(
+                check(&[("ttl", bad), enc], 10, &open()).unwrap_err().errno,
+                Errno::MissingTtl,
+                "{bad}"
+            );
+        }
+        assert_eq!(check(&[("ttl", "1"), ("ttl", "2")], 0, &open()).unwrap_err().errno, Errno::InvalidHeader);
+        assert_eq!(
+            check(&[("ttl", "1"), ("urgency", "urgent")], 0, &open()).unwrap_err().errno,
+            Errno::InvalidHeader
+        );
+        assert_eq!(
+            check(&[("ttl", "1"), ("urgency", "low"), ("urgency", "high")], 0, &open()).unwrap_err().errno,
+            Errno::InvalidHeader
+        );
+        assert!(check(&[("ttl", "1"), ("urgency", "very-low")], 0, &open()).is_ok());
+        let long = "a".repeat(33);
+        assert_eq!(
+            check(&[("ttl", "1"), ("topic", &long)], 0, &open()).unwrap_err().errno,
+            Errno::InvalidHeader
+        );
+        assert_eq!(check(&[("ttl", "1")], 10, &open()).unwrap_err().errno, Errno::InvalidHeader);
+        assert_eq!(
+            check(&[("ttl", "1"), ("content-encoding", "gzip")], 10, &open()).unwrap_err().errno,
+            Errno::InvalidHeader
+        );
+        assert_eq!(
+            check(&[("ttl", "1"), ("content-encoding", "aesgcm")], 10, &open()).unwrap_err().errno,
+            Errno::InvalidHeader
+        );
+        let aesgcm =
+            [("ttl", "1"), ("content-encoding", "aesgcm"), ("encryption", "salt=AAAAAAAAAAAAAAAAAAAAAA")];
+        assert_eq!(check(&aesgcm, 10, &open()).unwrap_err().errno, Errno::InvalidHeader, "no Crypto-Key dh");
+        let dh = "dh=BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8";
+        let ok = check(&[aesgcm[0], aesgcm[1], aesgcm[2], ("crypto-key", dh)], 10, &open()).unwrap();
+        assert_eq!((ok.encryption.is_some(), ok.crypto_key.as_deref()), (true, Some(dh)));
+    }
+
+    #[test]
+    fn vapid_rules() {
+        let signer = VapidSigner::new(VapidKey::generate().unwrap(), Some("mailto:ops@example.com".into()));
+        let other = VapidSigner::new(VapidKey::generate().unwrap(), None);
+        let restricted = Endpoint { key_hash: Some(key_hash(signer.key().public_key())), ..open() };
+        let auth = signer.token(AUD, NOW).vapid_authorization.to_string();
+        assert!(check(&[("ttl", "1"), ("authorization", &auth)], 0, &restricted).is_ok());
+        assert_eq!(check(&[("ttl", "1")], 0, &restricted).unwrap_err().errno, Errno::Unauthorized);
+        let wrong_key = other.token(AUD, NOW).vapid_authorization.to_string();
+        assert_eq!(
+            check(&[("ttl", "1"), ("authorization", &wrong_key)], 0, &restricted).unwrap_err().errno,
+            Errno::KeyMismatch
+        );
+        let wrong_aud = signer.token("https://elsewhere.example", NOW).vapid_authorization.to_string();
+        assert_eq!(
+            check(&[("ttl", "1"), ("authorization", &wrong_aud)], 0, &restricted).unwrap_err().errno,
+            Errno::Unauthorized
+        );
+        // A fresh signer: the first one's cache would hand back its still-valid token.
+        let old = VapidSigner::new(
+            VapidKey::from_base64(&tidings_crypto::b64::encode(&signer.key().private_key_raw()), None)
+                .unwrap(),
+            None,
+        );
+        let expired = old.token(AUD, NOW - 13 * 3600).vapid_authorization.to_string();
+        assert_eq!(
+            check(&[("ttl", "1"), ("authorization", &expired)], 0, &restricted).unwrap_err().errno,
+            Errno::Unauthorized
+        );
+        // An unrestricted subscription accepts any valid token, and checks it when sent.
+        assert!(check(&[("ttl", "1"), ("authorization", &wrong_key)], 0, &open()).is_ok());
+        assert_eq!(
+            check(&[("ttl", "1"), ("authorization", "vapid t=x")], 0, &open()).unwrap_err().errno,
+            Errno::Unauthorized
+        );
+    }
+}

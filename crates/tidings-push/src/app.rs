@@ -1,0 +1,54 @@
+//! What every connection and request shares.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::token::TokenKeys;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The push service's shared state.
+pub struct App<S> {
+    /// Settings.
+    pub config: Config,
+    /// Where users, channels and messages live.
+    pub store: S,
+    /// The user agents connected to this node.
+    pub registry: Registry,
+    /// Seals and opens endpoint and message tokens.
+    pub keys: TokenKeys,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// The VAPID audience requests must name: the origin of the public URL.
+    pub audience: String,
+}
+
+impl<S> App<S> {
+    /// Shared state for a store and its settings.
+    pub fn new(config: Config, store: S, keys: TokenKeys) -> Self {
+        let audience = origin(&config.public_url);
+        Self { config, store, registry: Registry::default(), keys, metrics: Metrics::new(), audience }
+    }
+}
+
+/// `scheme://host[:port]` of a URL (everything before the path).
+pub fn origin(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => url.to_owned(),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn origin_of_public_urls() {
+        assert_eq!(super::origin("https://push.example.com/"), "https://push.example.com");
+        assert_eq!(super::origin("http://127.0.0.1:8080/base/path"), "http://127.0.0.1:8080");
+    }
+}

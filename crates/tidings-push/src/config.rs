@@ -1,0 +1,52 @@
+//! The push service's settings. Every one has a default that works on a laptop; the CLI
+//! fills them from flags, `TIDINGS_*` environment variables and a TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How `tidings serve` runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen, for user agents (WebSocket at `/`) and application servers alike.
+    pub listen: SocketAddr,
+    /// The origin written into endpoints and required as the VAPID `aud`, e.g.
+    /// `https://push.example.com`. Defaults to `http://<listen>`.
+    pub public_url: String,
+    /// Where the embedded database and the endpoint keys live.
+    pub data_dir: PathBuf,
+    /// PEM certificate chain and private key, to serve TLS without a reverse proxy.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The largest request body accepted (413 above). RFC 8030 requires at least 4096.
+    pub max_body: usize,
+    /// The longest TTL honoured, in seconds; longer ones are shortened and the value used
+    /// is echoed in the `TTL` response header.
+    pub max_ttl: u32,
+    /// Pending messages a subscription may hold; a POST beyond it gets 429.
+    pub max_pending: usize,
+    /// How long a new WebSocket may take to say `hello`.
+    pub hello_timeout: Duration,
+    /// Endpoint keys (base64url, the first seals); `None` reads or creates
+    /// `<data_dir>/endpoint-keys`.
+    pub endpoint_keys: Option<String>,
+    /// This node's name in routing entries (multi-node deployments).
+    pub node_id: String,
+}
+
+impl Config {
+    /// The defaults, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            public_url: format!("http://{listen}"),
+            data_dir: PathBuf::from("tidings-data"),
+            tls: None,
+            max_body: 4096,
+            max_ttl: 30 * 24 * 3600,
+            max_pending: 1000,
+            hello_timeout: Duration::from_secs(10),
+            endpoint_keys: None,
+            node_id: format!("node-{}", std::process::id()),
+        }
+    }
+}

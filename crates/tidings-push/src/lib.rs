@@ -1,0 +1,26 @@
+//! The Tidings push service: what Mozilla's autopush is for Firefox, self-hostable.
+//!
+//! User agents hold a WebSocket to `/` and speak the Mozilla push protocol; application
+//! servers `POST` encrypted messages to capability URLs (RFC 8030, VAPID per RFC 8292).
+//! Messages are stored durably before they are acknowledged with `201`, delivered at once
+//! to a connected user agent, and otherwise kept until it returns, is acked, or expires.
+//!
+//! The parts, one concept per file:
+//!
+//! * [`session`]: the user-agent protocol as a sans-IO state machine (hello, register,
+//!   unregister, notifications, acks, pings).
+//! * [`ws`]: the WebSocket connection shell that drives a session over a socket.
+//! * [`api`]: the application-server side: header rules, VAPID, `POST` and `DELETE`.
+//! * [`token`]: endpoint and message URLs as sealed capabilities.
+//! * [`registry`]: the connected user agents and their bounded mailboxes.
+//! * [`http`]: routes (`/`, `/push/…`, `/m/…`, `/health`, `/metrics`, `/errors`).
+//! * [`server`]: listening, TLS, expiry sweeping and graceful shutdown.
+//! * [`config`], [`metrics`], [`app`]: settings, counters and the shared state.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod registry;
+pub mod session;
+pub mod token;

@@ -1,0 +1,102 @@
+//! Prometheus metrics, served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels for errors: the errno.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrnoLabel {
+    /// The errno answered.
+    pub errno: u16,
+}
+
+/// Everything the service counts.
+pub struct Metrics {
+    registry: Registry,
+    /// WebSocket connections open now.
+    pub connections: Gauge,
+    /// WebSocket connections that said hello (registered user agents online).
+    pub online: Gauge,
+    /// Messages answered 201.
+    pub accepted: Counter,
+    /// Messages sent to a user agent over its WebSocket (including redeliveries).
+    pub delivered: Counter,
+    /// Messages stored for a user agent that was not connected.
+    pub stored: Counter,
+    /// Messages removed by the expiry sweep.
+    pub expired: Counter,
+    /// Messages acknowledged (and deleted).
+    pub acked: Counter,
+    /// Push API errors, by errno.
+    pub errors: Family<ErrnoLabel, Counter>,
+    /// Seconds from the start of a POST to its 201 (durable storage included).
+    pub accept_seconds: Histogram,
+    /// Seconds from a POST's 201 to the notification being written to the user agent.
+    pub delivery_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Registers every metric under the `tidings_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tidings");
+        let buckets =
+            || Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]);
+        let metrics = Self {
+            connections: Gauge::default(),
+            online: Gauge::default(),
+            accepted: Counter::default(),
+            delivered: Counter::default(),
+            stored: Counter::default(),
+            expired: Counter::default(),
+            acked: Counter::default(),
+            errors: Family::default(),
+            accept_seconds: buckets(),
+            delivery_seconds: buckets(),
+            registry: Registry::default(),
+        };
+        registry.register("websocket_connections", "Open WebSocket connections", metrics.connections.clone());
+        registry.register("user_agents_online", "Connections that completed hello", metrics.online.clone());
+        registry.register("messages_accepted", "Messages answered 201", metrics.accepted.clone());
+        registry.register(
+            "messages_delivered",
+            "Notifications written to user agents",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "messages_stored",
+            "Messages stored for absent user agents",
+            metrics.stored.clone(),
+        );
+        registry.register("messages_expired", "Messages removed after their TTL", metrics.expired.clone());
+        registry.register("messages_acked", "Messages acknowledged and deleted", metrics.acked.clone());
+        registry.register("push_errors", "Push API errors by errno", metrics.errors.clone());
+        registry.register(
+            "accept_latency_seconds",
+            "POST to 201, storage included",
+            metrics.accept_seconds.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "201 to notification sent",
+            metrics.delivery_seconds.clone(),
+        );
+        Self { registry, ..metrics }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

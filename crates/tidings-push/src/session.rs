@@ -1,0 +1,306 @@
+//! One user agent's conversation with the push service, without I/O.
+//!
+//! The WebSocket shell ([`crate::ws`]) feeds every text frame to [`Session::receive`],
+//! which validates it against the protocol state and either answers at once
+//! ([`Step::Reply`]), or hands the shell a [`Command`] that needs storage (hello, register,
+//! unregister, ack), or says the connection must close ([`Violation`]). The shell performs
+//! the command and asks the session for the reply frame. Messages to deliver go through
+//! [`Session::notification`], which remembers what is in flight so that a message reaching
+//! the connection twice (from storage at hello, and live) is sent once.
+
+use std::collections::HashSet;
+use tidings_crypto::b64;
+use tidings_crypto::webpush::PublicKey;
+use tidings_store::{Message, MessageId};
+use tidings_wire::ws::{ClientMessage, NotificationHeaders, ServerMessage};
+use tidings_wire::{ChannelId, Uaid};
+
+/// The most messages sent and not yet acknowledged on one connection; past it, delivery
+/// pauses until acks arrive (they stay stored meanwhile).
+pub const MAX_IN_FLIGHT: usize = 10_000;
+
+/// What the shell must do for a frame that needs storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Resume `uaid` if it is known, else issue a new one; then [`Session::hello_reply`].
+    Hello {
+        /// The uaid the user agent sent, when it is one we could have issued.
+        uaid: Option<Uaid>,
+    },
+    /// Add the channel; then [`Session::register_reply`].
+    Register {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The applicationServerKey, validated, for a restricted subscription.
+        key: Option<PublicKey>,
+    },
+    /// Remove the channel; then [`Session::unregister_reply`].
+    Unregister {
+        /// The channel.
+        channel_id: ChannelId,
+    },
+    /// Delete acknowledged messages (no reply).
+    Ack(Vec<(ChannelId, MessageId)>),
+}
+
+/// The session's answer to one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send this frame back.
+    Reply(String),
+    /// Do this, then send what the session says.
+    Do(Command),
+    /// Nothing to do (a nack, an ack for nothing).
+    Nothing,
+}
+
+/// The user agent broke the protocol; close with this code and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Violation {
+    /// The WebSocket close code.
+    pub code: u16,
+    /// Why, in words (also logged).
+    pub reason: String,
+}
+
+fn violation(reason: impl Into<String>) -> Violation {
+    Violation { code: tidings_websocket::close_code::POLICY, reason: reason.into() }
+}
+
+/// The state of one connection's protocol.
+#[derive(Debug, Default)]
+pub struct Session {
+    uaid: Option<Uaid>,
+    /// Ids sent and not yet acknowledged on this connection.
+    in_flight: HashSet<MessageId>,
+}
+
+impl Session {
+    /// A session waiting for `hello`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The uaid, once `hello` is done.
+    pub fn uaid(&self) -> Option<Uaid> {
+        self.uaid
+    }
+
+    /// Handles one text frame.
+    pub fn receive(&self, text: &str) -> Result<Step, Violation> {
+        let message = ClientMessage::parse(text).map_err(|e| violation(e.to_string()))?;
+        match (&self.uaid, message) {
+            (None, ClientMessage::Hello { uaid, use_webpush, .. }) => {
+                if !use_webpush {
+                    return Err(violation("hello without use_webpush: true (payloads are required)"));
+                }
+                Ok(Step::Do(Command::Hello { uaid }))
+            }
+            (None, ClientMessage::Ping) => Ok(Step::Reply(tidings_wire::ws::PING.to_owned())),
+            (None, _) => Err(violation("the first frame must be hello")),
+            (Some(_), ClientMessage::Hello { .. }) => Err(violation("hello sent twice")),
+            (Some(_), ClientMessage::Ping) => Ok(Step::Reply(tidings_wire::ws::PING.to_owned())),
+            (Some(_), ClientMessage::Register { channel_id, key }) => match key.as_deref().map(parse_key) {
+                Some(None) => Ok(Step::Reply(
+                    ServerMessage::Register {
+                        channel_id: channel_id.to_string(),
+                        status: 400,
+                        push_endpoint: None,
+                    }
+                    .to_json(),
+                )),
+                key => Ok(Step::Do(Command::Register { channel_id, key: key.flatten() })),
+            },
+            (Some(_), ClientMessage::Unregister { channel_id }) => {
+                Ok(Step::Do(Command::Unregister { channel_id }))
+            }
+            (Some(_), ClientMessage::Ack(updates)) => {
+                let acked: Vec<_> = updates
+                    .iter()
+                    .filter_map(|u| Some((u.channel_id.parse().ok()?, parse_version(&u.version)?)))
+                    .collect();
+                Ok(if acked.is_empty() { Step::Nothing } else { Step::Do(Command::Ack(acked)) })
+            }
+            (Some(_), ClientMessage::Nack { .. }) => Ok(Step::Nothing),
+            // We keep no broadcast versions: answer that there is nothing newer.
+            (Some(_), ClientMessage::BroadcastSubscribe(_)) => {
+                Ok(Step::Reply(ServerMessage::Broadcast { broadcasts: Default::default() }.to_json()))
+            }
+        }
+    }
+
+    /// Completes `hello`: the session now belongs to `uaid`.
+    pub fn hello_reply(&mut self, uaid: Uaid) -> String {
+        self.uaid = Some(uaid);
+        ServerMessage::Hello {
+            uaid: uaid.to_string(),
+            status: 200,
+            use_webpush: true,
+            broadcasts: Default::default(),
+        }
+        .to_json()
+    }
+
+    /// The answer to `register`: the endpoint, or `None` when storage failed (status 500).
+    pub fn register_reply(channel_id: ChannelId, endpoint: Option<String>) -> String {
+        let status = if endpoint.is_some() { 200 } else { 500 };
+        ServerMessage::Register { channel_id: channel_id.to_string(), status, push_endpoint: endpoint }
+            .to_json()
+    }
+
+    /// The answer to `unregister`.
+    pub fn unregister_reply(channel_id: ChannelId, ok: bool) -> String {
+        ServerMessage::Unregister { channel_id: channel_id.to_string(), status: if ok { 200 } else { 500 } }
+            .to_json()
+    }
+
+    /// The frame for a message, unless it is already in flight on this connection or too
+    /// many are (then it stays stored and goes out later).
+    pub fn notification(&mut self, message: &Message) -> Option<String> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT || !self.in_flight.insert(message.id) {
+            return None;
+        }
+        let headers = message.encoding.as_ref().map(|encoding| NotificationHeaders {
+            encoding: encoding.clone(),
+            encryption: message.encryption.clone(),
+            crypto_key: message.crypto_key.clone(),
+        });
+        let data = (!message.body.is_empty()).then(|| b64::encode(&message.body));
+        Some(
+            ServerMessage::Notification {
+                channel_id: message.channel_id.to_string(),
+                version: version(message.id),
+                data,
+                headers,
+            }
+            .to_json(),
+        )
+    }
+
+    /// Forgets acknowledged messages, releasing the memory once nothing is in flight.
+    pub fn acked(&mut self, ids: impl IntoIterator<Item = MessageId>) {
+        for id in ids {
+            self.in_flight.remove(&id);
+        }
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
+            self.in_flight = HashSet::new();
+        }
+    }
+
+    /// Whether delivery is paused until acks arrive.
+    pub fn saturated(&self) -> bool {
+        self.in_flight.len() >= MAX_IN_FLIGHT
+    }
+}
+
+/// The `version` of a message: its id in hex.
+pub fn version(id: MessageId) -> String {
+    format!("{id:x}")
+}
+
+fn parse_version(version: &str) -> Option<MessageId> {
+    if version.is_empty() || version.len() > 16 {
+        return None;
+    }
+    MessageId::from_str_radix(version, 16).ok()
+}
+
+/// `register.key`: base64url (Firefox pads it) of a 65-byte P-256 point.
+fn parse_key(key: &str) -> Option<PublicKey> {
+    PublicKey::from_bytes(&b64::decode(key).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHID: &str = "28e6a170-10c3-4bfb-9cac-991e204ffc85";
+    const KEY: &str =
+        "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8=";
+
+    fn ready() -> Session {
+        let mut s = Session::new();
+        let step = s.receive(r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#).unwrap();
+        assert_eq!(step, Step::Do(Command::Hello { uaid: None }));
+        let reply = s.hello_reply(Uaid([1; 16]));
+        assert!(
+            reply.contains(r#""uaid":"01010101010101010101010101010101""#)
+                && reply.contains(r#""use_webpush":true"#)
+        );
+        s
+    }
+
+    fn message(id: u64) -> Message {
+        Message {
+            id,
+            channel_id: CHID.parse().unwrap(),
+            expires_at: 0,
+            topic: None,
+            body: vec![1, 2, 3],
+            encoding: Some("aes128gcm".into()),
+            encryption: None,
+            crypto_key: None,
+        }
+    }
+
+    #[test]
+    fn hello_first() {
+        let s = Session::new();
+        assert_eq!(s.receive("{}").unwrap(), Step::Reply("{}".into()));
+        assert!(s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#)).is_err());
+        assert!(s.receive(r#"{"messageType":"hello","use_webpush":false}"#).is_err());
+        assert!(s.receive("garbage").is_err());
+        let s = ready();
+        assert!(s.receive(r#"{"messageType":"hello","use_webpush":true}"#).is_err());
+    }
+
+    #[test]
+    fn register_with_and_without_key() {
+        let s = ready();
+        let step = s
+            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"{KEY}"}}"#))
+            .unwrap();
+        let Step::Do(Command::Register { key: Some(key), .. }) = step else { panic!("{step:?}") };
+        assert_eq!(b64::encode(key.as_bytes()), KEY.trim_end_matches('='));
+        let step = s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#)).unwrap();
+        assert!(matches!(step, Step::Do(Command::Register { key: None, .. })));
+        let bad =
+            s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"AAAA"}}"#)).unwrap();
+        assert_eq!(
+            bad,
+            Step::Reply(format!(r#"{{"messageType":"register","channelID":"{CHID}","status":400}}"#))
+        );
+        let reply = Session::register_reply(CHID.parse().unwrap(), Some("http://x/push/t".into()));
+        assert!(reply.contains(r#""status":200,"pushEndpoint":"http://x/push/t""#), "{reply}");
+    }
+
+    #[test]
+    fn notifications_are_deduplicated_until_acked() {
+        let mut s = ready();
+        let frame = s.notification(&message(42)).unwrap();
+        assert!(frame.contains(r#""version":"2a""#) && frame.contains(r#""data":"AQID""#), "{frame}");
+        assert_eq!(s.notification(&message(42)), None);
+        let step = s
+            .receive(&format!(
+                r#"{{"messageType":"ack","updates":[{{"channelID":"{CHID}","version":"2a","code":100}}]}}"#
+            ))
+            .unwrap();
+        assert_eq!(step, Step::Do(Command::Ack(vec![(CHID.parse().unwrap(), 42)])));
+        s.acked([42]);
+        assert!(s.notification(&message(42)).is_some(), "redelivery after ack is the caller's to prevent");
+        let junk =
+            s.receive(r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#).unwrap();
+        assert_eq!(junk, Step::Nothing);
+    }
+
+    #[test]
+    fn empty_message_has_no_data_or_headers() {
+        let mut s = ready();
+        let mut m = message(1);
+        m.body.clear();
+        m.encoding = None;
+        let frame = s.notification(&m).unwrap();
+        assert!(!frame.contains("data") && !frame.contains("headers"), "{frame}");
+    }
+}

@@ -1,0 +1,250 @@
+//! The behaviour every [`Store`] backend must have. A backend's tests call
+//! [`conformance_tests!`](crate::conformance_tests) with an expression that makes a fresh,
+//! empty store; each check below becomes one test.
+
+use crate::{Channel, Message, Saved, Store};
+use tidings_wire::{ChannelId, Uaid};
+
+const NOW: u64 = 1_700_000_000;
+
+fn uaid(n: u8) -> Uaid {
+    Uaid([n; 16])
+}
+
+fn channel(n: u8) -> ChannelId {
+    ChannelId([n; 16])
+}
+
+/// A message for `channel_id` expiring an hour after [`NOW`], with `body` as its body.
+pub fn message(channel_id: ChannelId, body: &str, topic: Option<&str>) -> Message {
+    Message {
+        id: 0,
+        channel_id,
+        expires_at: NOW + 3600,
+        topic: topic.map(str::to_owned),
+        body: body.as_bytes().to_vec(),
+        encoding: Some("aes128gcm".into()),
+        encryption: None,
+        crypto_key: None,
+    }
+}
+
+async fn subscribed<S: Store>(store: &S, u: Uaid, channels: &[ChannelId]) {
+    store.add_user(u, NOW).await.unwrap();
+    for c in channels {
+        assert!(store.add_channel(u, *c, Channel { key_hash: None }).await.unwrap());
+    }
+}
+
+async fn bodies<S: Store>(store: &S, u: Uaid) -> Vec<String> {
+    let messages = store.messages(u, None, 1000, NOW).await.unwrap();
+    messages.into_iter().map(|m| String::from_utf8(m.body).unwrap()).collect()
+}
+
+fn id(saved: Saved) -> u64 {
+    match saved {
+        Saved::Stored(id) | Saved::Replaced { id, .. } => id,
+        other => panic!("not saved: {other:?}"),
+    }
+}
+
+/// Users are created once and removed with everything they own.
+pub async fn users<S: Store>(store: S) {
+    assert!(!store.user_exists(uaid(1)).await.unwrap());
+    assert!(!store.add_user(uaid(1), NOW).await.unwrap());
+    assert!(store.add_user(uaid(1), NOW).await.unwrap());
+    assert!(store.user_exists(uaid(1)).await.unwrap());
+    store.add_channel(uaid(1), channel(1), Channel { key_hash: None }).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "m", None), 10).await.unwrap();
+    store.remove_user(uaid(1)).await.unwrap();
+    assert!(!store.user_exists(uaid(1)).await.unwrap());
+    assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), None);
+    assert!(store.messages(uaid(1), None, 10, NOW).await.unwrap().is_empty());
+    store.ready().await.unwrap();
+}
+
+/// Channels belong to existing users and keep their key hash.
+pub async fn channels<S: Store>(store: S) {
+    let restricted = Channel { key_hash: Some([7; 16]) };
+    assert!(!store.add_channel(uaid(1), channel(1), restricted).await.unwrap(), "unknown user");
+    store.add_user(uaid(1), NOW).await.unwrap();
+    assert!(store.add_channel(uaid(1), channel(1), restricted).await.unwrap());
+    assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), Some(restricted));
+    assert_eq!(store.channel(uaid(1), channel(2)).await.unwrap(), None);
+    assert_eq!(store.channel(uaid(2), channel(1)).await.unwrap(), None);
+    assert!(store.remove_channel(uaid(1), channel(1)).await.unwrap());
+    assert!(!store.remove_channel(uaid(1), channel(1)).await.unwrap());
+    assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), None);
+}
+
+/// Messages come back in the order they were saved, and can be paged with `after`.
+pub async fn message_order<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
+    let mut ids = Vec::new();
+    for (i, c) in [channel(1), channel(2), channel(1), channel(2)].into_iter().enumerate() {
+        ids.push(id(store.save_message(uaid(1), message(c, &format!("m{i}"), None), 10).await.unwrap()));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert_eq!(bodies(&store, uaid(1)).await, ["m0", "m1", "m2", "m3"]);
+    let page = store.messages(uaid(1), Some(ids[1]), 1, NOW).await.unwrap();
+    assert_eq!((page.len(), page[0].id, page[0].body.as_slice()), (1, ids[2], &b"m2"[..]));
+    let stored = &store.messages(uaid(1), None, 1, NOW).await.unwrap()[0];
+    assert_eq!(
+        (stored.channel_id, stored.encoding.as_deref(), stored.expires_at),
+        (channel(1), Some("aes128gcm"), NOW + 3600)
+    );
+    // Another user's messages are separate.
+    subscribed(&store, uaid(2), &[channel(1)]).await;
+    assert!(store.messages(uaid(2), None, 10, NOW).await.unwrap().is_empty());
+}
+
+/// Messages for unknown users or channels are not stored.
+pub async fn no_channel<S: Store>(store: S) {
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "x", None), 10).await.unwrap(),
+        Saved::NoChannel
+    );
+    subscribed(&store, uaid(1), &[channel(1)]).await;
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(2), "x", None), 10).await.unwrap(),
+        Saved::NoChannel
+    );
+    assert!(store.messages(uaid(1), None, 10, NOW).await.unwrap().is_empty());
+}
+
+/// A message with a topic replaces the pending one with that topic on that channel only.
+pub async fn topics<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
+    let first = id(store.save_message(uaid(1), message(channel(1), "old", Some("score")), 10).await.unwrap());
+    store.save_message(uaid(1), message(channel(2), "other channel", Some("score")), 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "no topic", None), 10).await.unwrap();
+    let saved = store.save_message(uaid(1), message(channel(1), "new", Some("score")), 10).await.unwrap();
+    assert!(matches!(saved, Saved::Replaced { old, .. } if old == first), "{saved:?}");
+    assert_eq!(bodies(&store, uaid(1)).await, ["other channel", "no topic", "new"]);
+    // Once the topic's message is delivered and deleted, the topic is free again.
+    let new = store.messages(uaid(1), None, 10, NOW).await.unwrap().pop().unwrap();
+    assert!(store.delete_message(uaid(1), channel(1), new.id).await.unwrap());
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "again", Some("score")), 10).await.unwrap(),
+        Saved::Stored(_)
+    ));
+}
+
+/// A channel holds at most `max_pending` messages; a topic replacement is always allowed.
+pub async fn pending_cap<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(id(store
+            .save_message(uaid(1), message(channel(1), &format!("{i}"), Some(&format!("t{i}"))), 3)
+            .await
+            .unwrap()));
+    }
+    assert_eq!(store.save_message(uaid(1), message(channel(1), "over", None), 3).await.unwrap(), Saved::Full);
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "swap", Some("t0")), 3).await.unwrap(),
+        Saved::Replaced { .. }
+    ));
+    // The cap is per channel.
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(2), "elsewhere", None), 3).await.unwrap(),
+        Saved::Stored(_)
+    ));
+    assert!(store.delete_message(uaid(1), channel(1), ids[1]).await.unwrap());
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "room", None), 3).await.unwrap(),
+        Saved::Stored(_)
+    ));
+    assert_eq!(store.save_message(uaid(1), message(channel(1), "over", None), 3).await.unwrap(), Saved::Full);
+}
+
+/// Expired messages are never returned, and sweeping deletes them.
+pub async fn expiry<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1)]).await;
+    let mut soon = message(channel(1), "soon", None);
+    soon.expires_at = NOW + 10;
+    store.save_message(uaid(1), soon, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "later", None), 10).await.unwrap();
+    assert_eq!(store.messages(uaid(1), None, 10, NOW + 9).await.unwrap().len(), 2);
+    let left = store.messages(uaid(1), None, 10, NOW + 10).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), [b"later"]);
+    assert_eq!(store.sweep_expired(NOW + 10, 100).await.unwrap(), 1);
+    assert_eq!(store.sweep_expired(NOW + 10, 100).await.unwrap(), 0);
+    assert_eq!(bodies(&store, uaid(1)).await, ["later"]);
+    // Expired messages do not hold a place under the cap once swept.
+    let mut capped = message(channel(1), "short", None);
+    capped.expires_at = NOW + 20;
+    store.save_message(uaid(1), capped, 2).await.unwrap();
+    assert_eq!(store.save_message(uaid(1), message(channel(1), "x", None), 2).await.unwrap(), Saved::Full);
+    assert_eq!(store.sweep_expired(NOW + 20, 100).await.unwrap(), 1);
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "x", None), 2).await.unwrap(),
+        Saved::Stored(_)
+    ));
+}
+
+/// Deleting needs the right channel, and happens once.
+pub async fn deletion<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
+    let m = id(store.save_message(uaid(1), message(channel(1), "m", None), 10).await.unwrap());
+    assert!(!store.delete_message(uaid(1), channel(2), m).await.unwrap(), "wrong channel");
+    assert!(!store.delete_message(uaid(2), channel(1), m).await.unwrap(), "wrong user");
+    assert!(store.delete_message(uaid(1), channel(1), m).await.unwrap());
+    assert!(!store.delete_message(uaid(1), channel(1), m).await.unwrap());
+    // Removing a channel removes its messages only.
+    store.save_message(uaid(1), message(channel(1), "a", None), 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(2), "b", None), 10).await.unwrap();
+    store.remove_channel(uaid(1), channel(1)).await.unwrap();
+    assert_eq!(bodies(&store, uaid(1)).await, ["b"]);
+}
+
+/// The routing entry follows the newest connection.
+pub async fn routing<S: Store>(store: S) {
+    assert_eq!(store.node(uaid(1)).await.unwrap(), None);
+    store.set_node(uaid(1), "node-a").await.unwrap();
+    assert_eq!(store.node(uaid(1)).await.unwrap().as_deref(), Some("node-a"));
+    store.set_node(uaid(1), "node-b").await.unwrap();
+    store.clear_node(uaid(1), "node-a").await.unwrap();
+    assert_eq!(store.node(uaid(1)).await.unwrap().as_deref(), Some("node-b"));
+    store.clear_node(uaid(1), "node-b").await.unwrap();
+    assert_eq!(store.node(uaid(1)).await.unwrap(), None);
+}
+
+/// Concurrent saves all land, with distinct ids.
+pub async fn concurrency<S: Store>(store: S) {
+    let store = std::sync::Arc::new(store);
+    subscribed(&*store, uaid(1), &[channel(1)]).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.save_message(uaid(1), message(channel(1), &format!("{i}"), None), 1000).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(id(task.await.unwrap().unwrap()));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(store.messages(uaid(1), None, 1000, NOW).await.unwrap().len(), 200);
+}
+
+/// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression
+/// that evaluates to a fresh, empty store.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make; users channels message_order no_channel topics pending_cap expiry deletion routing concurrency);
+    };
+    (@each $make:expr; $($check:ident)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                $crate::conformance::$check($make).await;
+            }
+        )*
+    };
+}

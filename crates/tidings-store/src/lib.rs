@@ -1,0 +1,147 @@
+//! Storage for the push service, behind one trait with the operations the protocol needs.
+//!
+//! * [`Store`]: users (uaids), channels (subscriptions), messages with TTL, topic and
+//!   order, and the node that holds a uaid's connection.
+//! * [`embedded`]: the default backend, a durable embedded database in the data directory,
+//!   with group commit (see the module for the choice and its reasons).
+//! * [`conformance`]: the test suite every backend must pass (feature `conformance`).
+//!
+//! Durability contract: when a write returns `Ok`, it survives a crash of the process.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod embedded;
+
+use std::future::Future;
+use tidings_wire::{ChannelId, Uaid};
+
+/// A message's id: unique per uaid and increasing in arrival order, so that stored
+/// messages are delivered in the order they were accepted.
+pub type MessageId = u64;
+
+/// A subscription as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channel {
+    /// Hash of the applicationServerKey a restricted subscription was created with.
+    pub key_hash: Option<[u8; 16]>,
+}
+
+/// A message waiting for its user agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Assigned by the store on save.
+    pub id: MessageId,
+    /// The subscription it is for.
+    pub channel_id: ChannelId,
+    /// When it expires, in seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// `Topic`: a newer message with the same topic on the same channel replaces it.
+    pub topic: Option<String>,
+    /// The encrypted body, as received.
+    pub body: Vec<u8>,
+    /// `Content-Encoding` (absent without body).
+    pub encoding: Option<String>,
+    /// `Encryption` (aesgcm only).
+    pub encryption: Option<String>,
+    /// `Crypto-Key` (aesgcm only).
+    pub crypto_key: Option<String>,
+}
+
+/// What happened to a message handed to [`Store::save_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Stored under this id.
+    Stored(MessageId),
+    /// Stored under this id, replacing the pending message with the same topic.
+    Replaced {
+        /// The new message's id.
+        id: MessageId,
+        /// The id of the message it replaced (gone from storage now).
+        old: MessageId,
+    },
+    /// Not stored: the channel already holds the maximum number of pending messages.
+    Full,
+    /// Not stored: the uaid or channel does not exist (unsubscribed).
+    NoChannel,
+}
+
+/// A storage failure. The push API answers 503 with `Retry-After` for these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// Storage results.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the push service keeps. Implementations are shared between all connections
+/// and requests (`Sync`) and every method is safe to call concurrently.
+pub trait Store: Send + Sync + 'static {
+    /// Creates the user if it does not exist; returns whether it already existed.
+    fn add_user(&self, uaid: Uaid, now: u64) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether the user exists.
+    fn user_exists(&self, uaid: Uaid) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes a user with all its channels and messages.
+    fn remove_user(&self, uaid: Uaid) -> impl Future<Output = Result<()>> + Send;
+
+    /// Adds (or replaces) a channel of an existing user; `false` when the user is unknown.
+    fn add_channel(
+        &self,
+        uaid: Uaid,
+        channel_id: ChannelId,
+        channel: Channel,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The channel, if the user has it.
+    fn channel(
+        &self,
+        uaid: Uaid,
+        channel_id: ChannelId,
+    ) -> impl Future<Output = Result<Option<Channel>>> + Send;
+
+    /// Removes a channel and its pending messages; whether it existed.
+    fn remove_channel(&self, uaid: Uaid, channel_id: ChannelId) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Stores a message for an existing channel, assigning its id: replaces a pending
+    /// message with the same topic, and refuses when the channel already holds `max_pending`
+    /// messages (a replacement never counts against the cap).
+    fn save_message(
+        &self,
+        uaid: Uaid,
+        message: Message,
+        max_pending: usize,
+    ) -> impl Future<Output = Result<Saved>> + Send;
+
+    /// Up to `limit` unexpired messages of a user with ids greater than `after`, in id order.
+    fn messages(
+        &self,
+        uaid: Uaid,
+        after: Option<MessageId>,
+        limit: usize,
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<Message>>> + Send;
+
+    /// Deletes a message; whether it was there. `channel_id` must match the message's.
+    fn delete_message(
+        &self,
+        uaid: Uaid,
+        channel_id: ChannelId,
+        id: MessageId,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes up to `limit` messages that expired before `now`; how many were deleted.
+    fn sweep_expired(&self, now: u64, limit: usize) -> impl Future<Output = Result<usize>> + Send;
+
+    /// Records that `node` holds the user's connection (replacing any other node).
+    fn set_node(&self, uaid: Uaid, node: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The node that holds the user's connection, if any.
+    fn node(&self, uaid: Uaid) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Clears the routing entry if it still names `node` (a newer connection elsewhere wins).
+    fn clear_node(&self, uaid: Uaid, node: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether the store can serve requests now (for `/health`).
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+}
