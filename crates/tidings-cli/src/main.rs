@@ -6,7 +6,7 @@ mod exit;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Self-hostable Web Push: send, serve, listen.
+/// Self-hostable Web Push: serve, send, listen.
 #[derive(Debug, Parser)]
 #[command(name = "tidings", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the push service: user agents (Firefox, tidings listen) connect, senders POST.
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Create and check VAPID keys (the application server's identity).
     #[command(subcommand)]
     Vapid(cmd::vapid::VapidCommand),
@@ -26,6 +28,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Vapid(command) => cmd::vapid::run(command),
         Command::Send(args) => cmd::send::run(*args),
     };

@@ -20,7 +20,13 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod server;
 pub mod session;
 pub mod token;
+pub mod ws;
+
+pub use config::Config;
+pub use server::Server;

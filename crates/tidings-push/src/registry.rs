@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use tidings_store::Message;
 use tidings_wire::Uaid;
 use tokio::sync::Notify;
@@ -18,12 +19,14 @@ pub const MAILBOX_CAPACITY: usize = 64;
 /// What a connection finds in its mailbox.
 #[derive(Debug, Default)]
 pub struct Delivery {
-    /// Messages to send, in arrival order.
-    pub messages: VecDeque<Message>,
+    /// Messages to send, in arrival order, with when they were handed over.
+    pub messages: VecDeque<(Message, Instant)>,
     /// Messages were dropped for lack of room: read storage for them.
     pub overflowed: bool,
     /// A newer connection for the same uaid took over: close this one.
     pub replaced: bool,
+    /// The service is shutting down: close so that the user agent reconnects elsewhere.
+    pub going_away: bool,
 }
 
 /// One connection's mailbox.
@@ -52,7 +55,7 @@ impl Mailbox {
     fn put(&self, message: Message) {
         let mut inbox = self.lock();
         if inbox.messages.len() < MAILBOX_CAPACITY {
-            inbox.messages.push_back(message);
+            inbox.messages.push_back((message, Instant::now()));
         } else {
             inbox.overflowed = true;
         }
@@ -62,6 +65,11 @@ impl Mailbox {
 
     fn replace(&self) {
         self.lock().replaced = true;
+        self.wake.notify_one();
+    }
+
+    fn go_away(&self) {
+        self.lock().going_away = true;
         self.wake.notify_one();
     }
 }
@@ -126,7 +134,7 @@ impl Registry {
     /// Tells every connection to close (at shutdown).
     pub fn close_all(&self) {
         for mailbox in self.clients.read().unwrap_or_else(|p| p.into_inner()).values() {
-            mailbox.replace();
+            mailbox.go_away();
         }
     }
 

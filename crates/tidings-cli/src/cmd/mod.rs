@@ -1,4 +1,5 @@
 //! The subcommands, one module each.
 
 pub mod send;
+pub mod serve;
 pub mod vapid;

@@ -133,3 +133,4 @@ pub fn post_json(port: u16, path: &str, body: &Value) -> std::io::Result<(u16, S
     };
     Ok((status, body))
 }
+pub mod push;

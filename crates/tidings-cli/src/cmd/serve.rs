@@ -1,0 +1,202 @@
+//! `tidings serve`: the push service, on the embedded store, with no other setup.
+
+use crate::exit::Code;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tidings_push::{Config, Server};
+use tidings_store::embedded::EmbeddedStore;
+
+/// Every option can also be set with the environment variable shown, or as the same name in
+/// snake_case in the TOML file given with --config. Flags win over the environment, the
+/// environment over the file.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  tidings serve --listen 0.0.0.0:8080 --public-url https://push.example.com\n\n\
+Firefox: set dom.push.serverURL to ws://127.0.0.1:8080/ (see docs/push-service.md)."
+)]
+pub struct ServeArgs {
+    /// Address for user agents (WebSocket at /) and application servers [default: 127.0.0.1:8080].
+    #[arg(long, env = "TIDINGS_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The origin written into endpoints and required as the VAPID audience, e.g.
+    /// https://push.example.com [default: http://<listen>].
+    #[arg(long, env = "TIDINGS_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Where the database and the endpoint keys live [default: ./tidings-data].
+    #[arg(long, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with any of these options.
+    #[arg(long, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// PEM certificate chain, to serve TLS without a reverse proxy (needs --tls-key).
+    #[arg(long, env = "TIDINGS_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TIDINGS_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The largest message body accepted, in bytes; at least 4096 [default: 4096].
+    #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
+    max_body: Option<usize>,
+    /// The longest TTL honoured, in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "TIDINGS_MAX_TTL", value_name = "SECONDS")]
+    max_ttl: Option<u32>,
+    /// Undelivered messages one subscription may hold before POSTs get 429 [default: 1000].
+    #[arg(long, env = "TIDINGS_MAX_PENDING", value_name = "COUNT")]
+    max_pending: Option<usize>,
+    /// Seconds a new WebSocket has to say hello [default: 10].
+    #[arg(long, env = "TIDINGS_HELLO_TIMEOUT", value_name = "SECONDS")]
+    hello_timeout: Option<u64>,
+    /// A file of endpoint keys (base64url, one per line; the first seals new endpoints, all
+    /// open). The keys may also be given in TIDINGS_ENDPOINT_KEYS
+    /// [default: <data-dir>/endpoint-keys, created on first start].
+    #[arg(long, env = "TIDINGS_ENDPOINT_KEYS_FILE", value_name = "FILE")]
+    endpoint_keys_file: Option<PathBuf>,
+    /// This node's name, for multi-node deployments [default: node-<pid>].
+    #[arg(long, env = "TIDINGS_NODE_ID", value_name = "NAME")]
+    node_id: Option<String>,
+    /// Log filter, e.g. info, debug, tidings_push=debug [default: info].
+    #[arg(long, env = "TIDINGS_LOG", value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// The TOML file: the same options, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_body: Option<usize>,
+    max_ttl: Option<u32>,
+    max_pending: Option<usize>,
+    hello_timeout: Option<u64>,
+    endpoint_keys_file: Option<PathBuf>,
+    node_id: Option<String>,
+    log: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> Result<Code> {
+    let started = Instant::now();
+    let file = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("{} is not a valid configuration", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or("info"))?;
+    let config = config(args, file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let store = EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
+        let (listen, public_url, data_dir) = (config.listen, config.public_url.clone(), config.data_dir.clone());
+        let server = Server::bind(config, store).await?;
+        tracing::info!(
+            listen = %server.local_addr(),
+            public_url,
+            data_dir = %data_dir.display(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "tidings serve is ready: user agents connect to ws://{listen}/, application servers POST to their endpoints"
+        );
+        server.run(shutdown_signal()).await;
+        Ok(Code::Ok)
+    })
+}
+
+fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let mut config = Config::new(listen);
+    match args.public_url.or(file.public_url) {
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--public-url must be an http:// or https:// origin, like https://push.example.com");
+            }
+            config.public_url = url.trim_end_matches('/').to_owned();
+        }
+        None if listen.ip().is_unspecified() => {
+            bail!(
+                "listening on {listen} needs --public-url: the origin user agents and senders reach this service at"
+            )
+        }
+        None => {}
+    }
+    if let Some(dir) = args.data_dir.or(file.data_dir) {
+        config.data_dir = dir;
+    }
+    config.tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => bail!("TLS needs both --tls-cert and --tls-key"),
+    };
+    if let Some(max_body) = args.max_body.or(file.max_body) {
+        if max_body < 4096 {
+            bail!(
+                "--max-body must be at least 4096: RFC 8030 requires push services to accept 4096-byte messages"
+            );
+        }
+        config.max_body = max_body;
+    }
+    if let Some(max_ttl) = args.max_ttl.or(file.max_ttl) {
+        config.max_ttl = max_ttl;
+    }
+    if let Some(max_pending) = args.max_pending.or(file.max_pending) {
+        if max_pending == 0 {
+            bail!("--max-pending must be at least 1");
+        }
+        config.max_pending = max_pending;
+    }
+    if let Some(seconds) = args.hello_timeout.or(file.hello_timeout) {
+        config.hello_timeout = Duration::from_secs(seconds.max(1));
+    }
+    config.endpoint_keys = match std::env::var("TIDINGS_ENDPOINT_KEYS") {
+        Ok(keys) => Some(keys),
+        Err(_) => match args.endpoint_keys_file.or(file.endpoint_keys_file) {
+            Some(path) => Some(
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        },
+    };
+    if let Some(node_id) = args.node_id.or(file.node_id) {
+        config.node_id = node_id;
+    }
+    Ok(config)
+}
+
+fn init_logging(filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter {filter:?}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: closing connections (user agents will reconnect)");
+}

@@ -1,0 +1,304 @@
+//! A `tidings serve` process for black-box tests, and a user agent that talks to it over a
+//! real WebSocket (tokio-tungstenite: an implementation we did not write).
+
+use super::tidings;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tidings_crypto::b64;
+use tidings_crypto::vapid::{VapidKey, VapidSigner};
+use tidings_crypto::webpush::{ReceivedEncoding, ReceiverKeys};
+use tidings_sender::{ClientConfig, Message, PushClient, Response, Subscription, prepare};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A running `tidings serve` with its own data directory.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    args: Vec<String>,
+}
+
+/// Spawns `tidings serve` and waits until it says it is ready.
+fn spawn(data_dir: &std::path::Path, port: u16, args: &[String]) -> (Child, Arc<Mutex<String>>) {
+    let mut child = tidings()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
+        .args(args)
+        .env("TIDINGS_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    // Drain the log for the whole life of the process, so the pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("is ready") {
+                let _ = ready_tx.send(());
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        panic!("tidings serve did not start:\n{}", log.lock().unwrap());
+    }
+    (child, log)
+}
+
+impl Service {
+    /// Starts a service on a fresh data directory.
+    pub fn start(args: &[&str]) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir = std::env::temp_dir().join(format!("tidings-serve-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let port = super::free_port();
+        let (child, log) = spawn(&data_dir, port, &args);
+        Self { child, port, data_dir, log, args }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the process with SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts again on the same port and data directory (after [`Service::kill9`]).
+    pub fn restart(&mut self) {
+        let (child, log) = spawn(&self.data_dir, self.port, &self.args);
+        self.child = child;
+        self.log = log;
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A user agent: a WebSocket, its uaid and the keys of its subscriptions.
+pub struct Agent {
+    pub ws: Socket,
+    pub uaid: String,
+}
+
+/// A subscription the agent holds.
+pub struct Sub {
+    pub channel_id: String,
+    pub endpoint: String,
+    pub keys: ReceiverKeys,
+}
+
+impl Sub {
+    /// The PushSubscription, as a sender gets it.
+    pub fn subscription(&self) -> Subscription {
+        let keys = self.keys.subscription_keys();
+        Subscription::parse(
+            &json!({"endpoint": self.endpoint, "keys": {"p256dh": b64::encode(keys.p256dh.as_bytes()), "auth": b64::encode(&keys.auth)}})
+                .to_string(),
+        )
+        .unwrap()
+    }
+
+    pub fn json(&self) -> Value {
+        let keys = self.keys.subscription_keys();
+        json!({"endpoint": self.endpoint, "expirationTime": null, "keys": {"p256dh": b64::encode(keys.p256dh.as_bytes()), "auth": b64::encode(&keys.auth)}})
+    }
+
+    /// Decrypts a notification frame's payload.
+    pub fn decrypt(&self, notification: &Value) -> Vec<u8> {
+        let body = b64::decode(notification["data"].as_str().unwrap()).unwrap();
+        let headers = &notification["headers"];
+        let encoding = match headers["encoding"].as_str().unwrap() {
+            "aes128gcm" => ReceivedEncoding::Aes128gcm,
+            _ => ReceivedEncoding::Aesgcm {
+                params: tidings_crypto::ece::aesgcm::EncryptionParams::parse(
+                    headers["encryption"].as_str().unwrap(),
+                )
+                .unwrap(),
+                sender_public: tidings_crypto::ece::aesgcm::sender_key_from_crypto_key(
+                    headers["crypto_key"].as_str().unwrap(),
+                )
+                .unwrap(),
+            },
+        };
+        self.keys.decrypt(&body, encoding).unwrap()
+    }
+}
+
+pub async fn connect(url: &str) -> Socket {
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "push-notification".parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "push-notification");
+    ws
+}
+
+impl Agent {
+    /// Connects and says hello (with `uaid` to resume one).
+    pub async fn hello(url: &str, uaid: Option<&str>) -> Self {
+        let mut ws = connect(url).await;
+        let mut hello = json!({"messageType": "hello", "broadcasts": {}, "use_webpush": true});
+        if let Some(uaid) = uaid {
+            hello["uaid"] = json!(uaid);
+        }
+        ws.send(Frame::text(hello.to_string())).await.unwrap();
+        let mut agent = Self { ws, uaid: String::new() };
+        let reply = agent.recv().await;
+        assert_eq!(
+            (reply["messageType"].as_str(), reply["status"].as_u64()),
+            (Some("hello"), Some(200)),
+            "{reply}"
+        );
+        assert_eq!(reply["use_webpush"], true);
+        agent.uaid = reply["uaid"].as_str().unwrap().to_owned();
+        agent
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Frame::text(frame.to_string())).await.unwrap();
+    }
+
+    /// The next JSON frame (pings and pongs skipped); panics after 5 s.
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(Duration::from_secs(5)).await.expect("a frame within 5 s")
+    }
+
+    /// The next JSON frame within `wait`, if any.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            match frame {
+                Frame::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
+                Frame::Close(close) => panic!("closed: {close:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Registers a channel, restricted to `key` when given.
+    pub async fn register(&mut self, key: Option<&VapidKey>) -> Sub {
+        let channel_id = uuid();
+        let mut frame = json!({"messageType": "register", "channelID": channel_id});
+        if let Some(key) = key {
+            // Firefox sends the key padded.
+            frame["key"] = json!(format!("{}=", key.public_key_base64()));
+        }
+        self.send(frame).await;
+        let reply = self.recv().await;
+        assert_eq!(
+            (reply["messageType"].as_str(), reply["status"].as_u64()),
+            (Some("register"), Some(200)),
+            "{reply}"
+        );
+        assert_eq!(reply["channelID"], channel_id.as_str());
+        Sub {
+            channel_id,
+            endpoint: reply["pushEndpoint"].as_str().unwrap().to_owned(),
+            keys: ReceiverKeys::generate().unwrap(),
+        }
+    }
+
+    /// Waits for a notification and acks it; returns the frame.
+    pub async fn notification(&mut self) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["messageType"], "notification", "{frame}");
+        frame
+    }
+
+    pub async fn ack(&mut self, notification: &Value) {
+        let ack = json!({"messageType": "ack", "updates": [{"channelID": notification["channelID"], "version": notification["version"], "code": 100}]});
+        self.send(ack).await;
+    }
+
+    /// Closes the WebSocket cleanly.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// A random lower-case dashed UUID.
+pub fn uuid() -> String {
+    let bytes = ReceiverKeys::generate().unwrap().private_bytes();
+    let h: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An application server: VAPID keys and a push client.
+pub struct Sender {
+    pub signer: VapidSigner,
+    pub client: PushClient,
+}
+
+impl Sender {
+    pub fn new() -> Self {
+        Self {
+            signer: VapidSigner::new(VapidKey::generate().unwrap(), Some("mailto:ops@example.com".into())),
+            client: PushClient::new(ClientConfig::default()),
+        }
+    }
+
+    pub fn key(&self) -> &VapidKey {
+        self.signer.key()
+    }
+
+    /// Sends `text` with TTL 60.
+    pub async fn push(&self, sub: &Sub, text: &str) -> Response {
+        let mut message = Message::new(text.as_bytes().to_vec());
+        message.ttl = 60;
+        self.send(sub, &message).await
+    }
+
+    pub async fn send(&self, sub: &Sub, message: &Message) -> Response {
+        let request = prepare(&sub.subscription(), message, Some(&self.signer), now()).unwrap();
+        self.client.send(request).await.unwrap()
+    }
+}
+
+/// Waits until `check` holds, up to 10 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,111 @@
+//! The routes, all on one port.
+//!
+//! | route | for |
+//! |---|---|
+//! | `GET /` | user agents: the WebSocket upgrade (a plain GET gets a short description) |
+//! | `POST /push/{token}` | application servers: send a message (RFC 8030) |
+//! | `DELETE /m/{token}` | application servers: cancel a pending message |
+//! | `GET /health` | load balancers: liveness and storage readiness |
+//! | `GET /metrics` | Prometheus |
+//! | `GET /errors` | people: the errno table |
+
+use crate::api;
+use crate::app::App;
+use crate::ws::{self, Buffered};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::{HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tidings_store::Store;
+use tidings_websocket::handshake;
+use tidings_wire::errno::Errno;
+use tokio::net::TcpStream;
+
+/// The WebSocket subprotocol Firefox asks for.
+const PROTOCOL: &str = "push-notification";
+
+/// The errno table, served at `/errors`.
+const ERRORS_DOC: &str = include_str!("../../../docs/errors.md");
+
+/// Every route of the service.
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    Router::new()
+        .route("/", get(root::<S>))
+        .route("/push/{token}", post(api::push::<S>))
+        .route("/m/{token}", delete(api::cancel::<S>))
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route(
+            "/errors",
+            get(|| async { ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], ERRORS_DOC) }),
+        )
+        .fallback(not_found::<S>)
+        .with_state(app)
+}
+
+async fn not_found<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    app.error_response(api::ApiError { errno: Errno::InvalidToken, message: "no such resource".into() })
+}
+
+/// `GET /`: upgrades to the push WebSocket.
+async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) -> Response {
+    let upgrade = match handshake::check_request(request.headers(), PROTOCOL) {
+        Ok(upgrade) => upgrade,
+        Err(handshake::UpgradeError::NotUpgrade) => {
+            return "Tidings push service. User agents connect here with a WebSocket; see /errors for the push API's error numbers.\n"
+                .into_response();
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                // Plain TCP: take the socket back, so an idle connection holds no buffer.
+                Ok(parts) => ws::serve(app, parts.io.into_inner(), parts.read_buf).await,
+                Err(upgraded) => {
+                    ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Default::default()).await
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&upgrade.accept).expect("base64 is a valid header"),
+    );
+    if upgrade.protocol_offered {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PROTOCOL));
+    }
+    response
+}
+
+/// `GET /health`: 200 when storage answers, 503 otherwise.
+async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    let (status, storage) = match app.store.ready().await {
+        Ok(()) => (StatusCode::OK, "OK".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "OK" } else { "unavailable" },
+        "storage": storage,
+        "connections": app.registry.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,202 @@
+//! Listening, TLS, expiry sweeping and graceful shutdown.
+
+use crate::app::{App, unix_now};
+use crate::config::Config;
+use crate::http::router;
+use crate::token::TokenKeys;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_store::Store;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// How often expired messages are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a client may take to send its request headers (slow-loris protection).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connections to close after telling them to.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listening address is unusable.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    /// The endpoint keys cannot be read or created.
+    #[error("endpoint keys: {0}")]
+    Keys(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A bound, ready-to-run push service.
+pub struct Server<S> {
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl<S: Store> Server<S> {
+    /// Binds the listening socket and loads keys and certificates.
+    pub async fn bind(config: Config, store: S) -> Result<Self, StartError> {
+        let keys = endpoint_keys(&config)?;
+        let tls = config.tls.as_ref().map(|(cert, key)| tls_acceptor(cert, key)).transpose()?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+        Ok(Self { app: Arc::new(App::new(config, store, keys)), listener, tls })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn app(&self) -> &Arc<App<S>> {
+        &self.app
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, tells every WebSocket to
+    /// go away (close code 1001, so user agents reconnect), and waits briefly for them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self { app, listener, tls } = self;
+        let service = TowerToHyperService::new(router(app.clone()));
+        let sweeper = tokio::spawn(sweep(app.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => {
+                        let (service, tls) = (service.clone(), tls.clone());
+                        tokio::spawn(serve_connection(tcp, tls, service));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, usually: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        sweeper.abort();
+        app.registry.close_all();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while app.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn serve_connection<Svc>(tcp: TcpStream, tls: Option<TlsAcceptor>, service: Svc)
+where
+    Svc: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<axum::body::Body>,
+        > + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = tcp.set_nodelay(true);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+    let result = match tls {
+        None => http.serve_connection(TokioIo::new(tcp), service).with_upgrades().await,
+        Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
+            _ => return,
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Deletes expired messages every [`SWEEP_INTERVAL`].
+async fn sweep<S: Store>(app: Arc<App<S>>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        loop {
+            match app.store.sweep_expired(unix_now(), 10_000).await {
+                Ok(n) => {
+                    app.metrics.expired.inc_by(n as u64);
+                    if n < 10_000 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The endpoint keys: from the configuration, or from `<data_dir>/endpoint-keys`, which
+/// is created (mode 0600) with a new random key on first start.
+fn endpoint_keys(config: &Config) -> Result<TokenKeys, StartError> {
+    if let Some(text) = &config.endpoint_keys {
+        return TokenKeys::parse(text).map_err(|e| StartError::Keys(e.to_string()));
+    }
+    let path = config.data_dir.join("endpoint-keys");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => TokenKeys::parse(&text).map_err(|e| StartError::Keys(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = TokenKeys::generate_key();
+            write_secret(&path, &format!("{key}\n"))
+                .map_err(|e| StartError::Keys(format!("{}: {e}", path.display())))?;
+            tracing::info!(path = %path.display(), "created a new endpoint key");
+            TokenKeys::parse(&key).map_err(|e| StartError::Keys(e.to_string()))
+        }
+        Err(e) => Err(StartError::Keys(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes a file only its owner can read, atomically (temporary file, then rename).
+pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    // HTTP/1.1 only: WebSockets need it, and it keeps one code path for both kinds of client.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

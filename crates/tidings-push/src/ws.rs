@@ -1,0 +1,438 @@
+//! The WebSocket shell: drives a [`Session`] over a socket.
+//!
+//! Memory is the design constraint: a push service holds many thousands of connections
+//! that are silent for hours. While a connection waits it holds no buffer: it waits for
+//! readiness ([`Transport::readable`]), then reads into a scratch buffer on the stack, feeds
+//! the bytes to the [`Decoder`] (which keeps only an incomplete frame's tail), and drops
+//! the scratch before the next wait. Outgoing frames are written at once with a deadline; a
+//! user agent that does not read is disconnected (its messages stay stored), so a slow
+//! reader can never make the server buffer without bound.
+
+use crate::app::{App, unix_now};
+use crate::registry::{Delivery, Mailbox};
+use crate::session::{Command, Session, Step};
+use crate::token::{Endpoint, key_hash};
+use bytes::Bytes;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_store::{Channel, Message, Store};
+use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
+use tidings_wire::Uaid;
+use tidings_wire::ws::MAX_CLIENT_FRAME;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The longest a write to a user agent may take before it counts as not reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stored messages read per storage round trip when a user agent comes back.
+const PAGE: usize = 100;
+/// Close code for a connection replaced by a newer one with the same uaid.
+const CLOSE_REPLACED: u16 = 4000;
+
+/// A byte stream the shell can wait on without holding a buffer.
+pub trait Transport: Send {
+    /// Waits until data (or the end of the stream) may be read.
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is available without waiting: `WouldBlock` when nothing is, 0 at the end.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes everything.
+    fn write_all(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl Transport for TcpStream {
+    async fn readable(&mut self) -> io::Result<()> {
+        TcpStream::readable(self).await
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        AsyncWriteExt::write_all(self, data).await
+    }
+}
+
+/// Any other stream (TLS, say), read through a small buffer that exists only while it
+/// holds unread bytes.
+pub struct Buffered<S> {
+    io: S,
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+}
+
+impl<S> Buffered<S> {
+    /// Wraps a stream.
+    pub fn new(io: S) -> Self {
+        Self { io, buf: Vec::new(), start: 0, eof: false }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for Buffered<S> {
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.start < self.buf.len() || self.eof {
+            return Ok(());
+        }
+        self.buf.resize(4096, 0);
+        let n = self.io.read(&mut self.buf).await?;
+        self.buf.truncate(n);
+        self.start = 0;
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.buf.len() {
+            return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+        }
+        let n = buf.len().min(self.buf.len() - self.start);
+        buf[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+        Ok(n)
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.io.write_all(data).await?;
+        self.io.flush().await
+    }
+}
+
+/// Something the user agent sent, owned so that storage can be awaited while handling it.
+enum Incoming {
+    Text(String),
+    Ping(Vec<u8>),
+    Binary,
+    Close,
+}
+
+/// Why a connection ended (logged at debug level).
+#[derive(Debug)]
+enum End {
+    /// The user agent closed or hung up.
+    Peer,
+    /// We closed it, with this code and reason.
+    Closed(u16, String),
+    /// The socket failed.
+    Io(#[expect(dead_code, reason = "read through Debug, in the connection-ended log line")] io::Error),
+}
+
+impl From<io::Error> for End {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Serves one upgraded connection until it ends. `pre_read` holds bytes that arrived with
+/// the upgrade request, if any.
+pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Bytes) {
+    app.metrics.connections.inc();
+    let mut connection = Connection {
+        app: &app,
+        transport,
+        decoder: Decoder::new(Role::Server, MAX_CLIENT_FRAME),
+        session: Session::new(),
+        mailbox: None,
+        refetch: false,
+    };
+    let end = connection.run(pre_read).await;
+    tracing::debug!(?end, uaid = ?connection.session.uaid(), "connection ended");
+    if let (Some(uaid), Some(mailbox)) = (connection.session.uaid(), connection.mailbox.take()) {
+        app.registry.disconnect(uaid, &mailbox);
+        if !app.registry.is_connected(uaid) {
+            let _ = app.store.clear_node(uaid, &app.config.node_id).await;
+        }
+        app.metrics.online.dec();
+    }
+    app.metrics.connections.dec();
+}
+
+struct Connection<'a, S, T> {
+    app: &'a App<S>,
+    transport: T,
+    decoder: Decoder,
+    session: Session,
+    mailbox: Option<Arc<Mailbox>>,
+    /// Messages were left in storage (mailbox overflow, or too many in flight): read again.
+    refetch: bool,
+}
+
+impl<S: Store, T: Transport> Connection<'_, S, T> {
+    async fn run(&mut self, pre_read: Bytes) -> End {
+        match self.converse(pre_read).await {
+            Ok(()) => End::Peer,
+            Err(End::Closed(code, reason)) => {
+                let mut frame = Vec::new();
+                encode_close(code, &reason, None, &mut frame);
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.transport.write_all(&frame)).await;
+                End::Closed(code, reason)
+            }
+            Err(end) => end,
+        }
+    }
+
+    async fn converse(&mut self, pre_read: Bytes) -> Result<(), End> {
+        let mut pending = self.decode(&mut pre_read.to_vec())?;
+        // Hello first, within the deadline.
+        let deadline = tokio::time::Instant::now() + self.app.config.hello_timeout;
+        while self.session.uaid().is_none() {
+            if pending.is_empty() {
+                pending = match tokio::time::timeout_at(deadline, self.next()).await {
+                    Ok(events) => events?,
+                    Err(_) => return Err(End::Closed(close_code::POLICY, "no hello in time".into())),
+                };
+            }
+            for event in std::mem::take(&mut pending) {
+                if !self.handle(event).await? {
+                    return Ok(());
+                }
+            }
+        }
+        self.deliver_stored().await?;
+        let mailbox = self.mailbox.clone().expect("hello registered a mailbox");
+        loop {
+            tokio::select! {
+                ready = self.transport.readable() => {
+                    ready?;
+                    for event in self.read_available()? {
+                        if !self.handle(event).await? {
+                            return Ok(());
+                        }
+                    }
+                }
+                () = mailbox.wait() => self.deliver_mailbox(mailbox.take()).await?,
+            }
+            if self.refetch && !self.session.saturated() {
+                self.deliver_stored().await?;
+            }
+        }
+    }
+
+    /// Waits for the next events from the user agent.
+    async fn next(&mut self) -> Result<Vec<Incoming>, End> {
+        loop {
+            self.transport.readable().await?;
+            let events = self.read_available()?;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Reads and decodes whatever is available now. The scratch buffer lives on the stack
+    /// for the duration of this (synchronous) call only.
+    fn read_available(&mut self) -> Result<Vec<Incoming>, End> {
+        let mut scratch = [0u8; 8192];
+        let mut events = Vec::new();
+        loop {
+            match self.transport.try_read(&mut scratch) {
+                Ok(0) => {
+                    if events.is_empty() {
+                        return Err(End::Peer);
+                    }
+                    events.push(Incoming::Close);
+                    return Ok(events);
+                }
+                Ok(n) => {
+                    events.extend(self.decode(&mut scratch[..n])?);
+                    if n < scratch.len() {
+                        return Ok(events);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(events),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn decode(&mut self, bytes: &mut [u8]) -> Result<Vec<Incoming>, End> {
+        let mut events = Vec::new();
+        self.decoder
+            .feed(bytes, |event| {
+                events.push(match event {
+                    Event::Text(text) => Incoming::Text(text.to_owned()),
+                    Event::Ping(payload) => Incoming::Ping(payload.to_vec()),
+                    Event::Pong(_) => return,
+                    Event::Binary(_) => Incoming::Binary,
+                    Event::Close(..) => Incoming::Close,
+                })
+            })
+            .map_err(|e| End::Closed(e.close_code(), e.to_string()))?;
+        Ok(events)
+    }
+
+    /// Handles one event; `false` when the user agent closed.
+    async fn handle(&mut self, event: Incoming) -> Result<bool, End> {
+        match event {
+            Incoming::Text(text) => match self.session.receive(&text) {
+                Ok(Step::Reply(frame)) => self.send(&[frame]).await?,
+                Ok(Step::Do(command)) => self.execute(command).await?,
+                Ok(Step::Nothing) => {}
+                Err(violation) => return Err(End::Closed(violation.code, violation.reason)),
+            },
+            Incoming::Ping(payload) => self.write_frame(Opcode::Pong, &payload).await?,
+            Incoming::Binary => {
+                return Err(End::Closed(close_code::UNSUPPORTED, "binary frames are not accepted".into()));
+            }
+            Incoming::Close => {
+                let mut frame = Vec::new();
+                encode_close(close_code::NORMAL, "", None, &mut frame);
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.transport.write_all(&frame)).await;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn execute(&mut self, command: Command) -> Result<(), End> {
+        let app = self.app;
+        let unavailable = |_| End::Closed(close_code::TRY_AGAIN_LATER, "storage unavailable".into());
+        match command {
+            Command::Hello { uaid } => {
+                let known = match uaid {
+                    Some(uaid) => app.store.user_exists(uaid).await.map_err(unavailable)?.then_some(uaid),
+                    None => None,
+                };
+                let uaid = match known {
+                    Some(uaid) => uaid,
+                    None => {
+                        let uaid = new_uaid();
+                        app.store.add_user(uaid, unix_now()).await.map_err(unavailable)?;
+                        uaid
+                    }
+                };
+                self.mailbox = Some(app.registry.connect(uaid));
+                app.metrics.online.inc();
+                if let Err(e) = app.store.set_node(uaid, &app.config.node_id).await {
+                    tracing::warn!(error = %e, "could not record the connection's node");
+                }
+                let reply = self.session.hello_reply(uaid);
+                self.send(&[reply]).await
+            }
+            Command::Register { channel_id, key } => {
+                let uaid = self.uaid();
+                let key_hash = key.map(|k| key_hash(k.as_bytes()));
+                let endpoint = match app.store.add_channel(uaid, channel_id, Channel { key_hash }).await {
+                    Ok(true) => {
+                        let token = app.keys.seal_endpoint(&Endpoint { uaid, channel_id, key_hash });
+                        Some(format!("{}/push/{token}", app.config.public_url))
+                    }
+                    Ok(false) | Err(_) => None,
+                };
+                self.send(&[Session::register_reply(channel_id, endpoint)]).await
+            }
+            Command::Unregister { channel_id } => {
+                let ok = app.store.remove_channel(self.uaid(), channel_id).await.is_ok();
+                self.send(&[Session::unregister_reply(channel_id, ok)]).await
+            }
+            Command::Ack(acked) => {
+                let uaid = self.uaid();
+                for (channel_id, id) in &acked {
+                    if app.store.delete_message(uaid, *channel_id, *id).await.map_err(unavailable)? {
+                        app.metrics.acked.inc();
+                    }
+                }
+                self.session.acked(acked.into_iter().map(|(_, id)| id));
+                Ok(())
+            }
+        }
+    }
+
+    fn uaid(&self) -> Uaid {
+        self.session.uaid().expect("commands other than hello come after hello")
+    }
+
+    /// Sends every stored, unexpired message the user agent has not been sent yet, in order.
+    async fn deliver_stored(&mut self) -> Result<(), End> {
+        self.refetch = false;
+        let uaid = self.uaid();
+        let mut after = None;
+        loop {
+            let page = self
+                .app
+                .store
+                .messages(uaid, after, PAGE, unix_now())
+                .await
+                .map_err(|_| End::Closed(close_code::TRY_AGAIN_LATER, "storage unavailable".into()))?;
+            after = page.last().map(|m| m.id);
+            let frames = self.frames(page.iter());
+            self.send(&frames).await?;
+            if page.len() < PAGE || self.refetch {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver_mailbox(&mut self, delivery: Delivery) -> Result<(), End> {
+        if delivery.going_away {
+            return Err(End::Closed(close_code::GOING_AWAY, "the service is restarting".into()));
+        }
+        if delivery.replaced {
+            return Err(End::Closed(CLOSE_REPLACED, "replaced by a newer connection".into()));
+        }
+        let frames = self.frames(delivery.messages.iter().map(|(m, _)| m));
+        self.send(&frames).await?;
+        for (_, handed_over) in &delivery.messages {
+            self.app.metrics.delivery_seconds.observe(handed_over.elapsed().as_secs_f64());
+        }
+        if delivery.overflowed {
+            self.refetch = true;
+        }
+        Ok(())
+    }
+
+    /// Notification frames for messages not yet in flight; flags a refetch when some had
+    /// to wait because too many are in flight.
+    fn frames<'m>(&mut self, messages: impl Iterator<Item = &'m Message>) -> Vec<String> {
+        let mut frames = Vec::new();
+        for message in messages {
+            match self.session.notification(message) {
+                Some(frame) => frames.push(frame),
+                None if self.session.saturated() => {
+                    self.refetch = true;
+                    break;
+                }
+                None => {}
+            }
+        }
+        self.app.metrics.delivered.inc_by(frames.len() as u64);
+        frames
+    }
+
+    async fn send(&mut self, texts: &[String]) -> Result<(), End> {
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(texts.iter().map(|t| t.len() + 4).sum());
+        for text in texts {
+            encode(Opcode::Text, text.as_bytes(), None, &mut out);
+        }
+        self.write(&out).await
+    }
+
+    async fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), End> {
+        let mut out = Vec::new();
+        encode(opcode, payload, None, &mut out);
+        self.write(&out).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.transport.write_all(bytes)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(End::Io(io::Error::new(io::ErrorKind::TimedOut, "the user agent does not read"))),
+        }
+    }
+}
+
+fn new_uaid() -> Uaid {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut bytes = [0; 16];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system random source");
+    Uaid(bytes)
+}
