@@ -26,6 +26,8 @@ pub struct Config {
     pub max_pending: usize,
     /// How long a new WebSocket may take to say `hello`.
     pub hello_timeout: Duration,
+    /// How long a write to a user agent may take; one that does not read is disconnected.
+    pub write_timeout: Duration,
     /// Endpoint keys (base64url, the first seals); `None` reads or creates
     /// `<data_dir>/endpoint-keys`.
     pub endpoint_keys: Option<String>,
@@ -45,6 +47,7 @@ impl Config {
             max_ttl: 30 * 24 * 3600,
             max_pending: 1000,
             hello_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             endpoint_keys: None,
             node_id: format!("node-{}", std::process::id()),
         }

@@ -65,7 +65,13 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
         match on_upgrade.await {
             Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
                 // Plain TCP: take the socket back, so an idle connection holds no buffer.
-                Ok(parts) => ws::serve(app, parts.io.into_inner(), parts.read_buf).await,
+                Ok(parts) => {
+                    let tcp = parts.io.into_inner();
+                    if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(ws::SEND_BUFFER) {
+                        tracing::debug!(error = %e, "could not size the send buffer");
+                    }
+                    ws::serve(app, tcp, parts.read_buf).await
+                }
                 Err(upgraded) => {
                     ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Default::default()).await
                 }

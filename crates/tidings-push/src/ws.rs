@@ -24,10 +24,13 @@ use tidings_wire::ws::MAX_CLIENT_FRAME;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The longest a write to a user agent may take before it counts as not reading.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stored messages read per storage round trip when a user agent comes back.
 const PAGE: usize = 100;
+/// The kernel send buffer of a WebSocket. Linux grows it up to megabytes by default; a
+/// fixed size bounds the kernel memory each connection can pin and makes a user agent that
+/// does not read show up as a stalled write (then [`crate::config::Config::write_timeout`]
+/// disconnects it) instead of as megabytes of buffered notifications.
+pub const SEND_BUFFER: usize = 64 * 1024;
 /// Close code for a connection replaced by a newer one with the same uaid.
 const CLOSE_REPLACED: u16 = 4000;
 
@@ -423,7 +426,7 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.transport.write_all(bytes)).await {
+        match tokio::time::timeout(self.app.config.write_timeout, self.transport.write_all(bytes)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(End::Io(io::Error::new(io::ErrorKind::TimedOut, "the user agent does not read"))),
         }

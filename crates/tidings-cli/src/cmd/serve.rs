@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Seconds a new WebSocket has to say hello [default: 10].
     #[arg(long, env = "TIDINGS_HELLO_TIMEOUT", value_name = "SECONDS")]
     hello_timeout: Option<u64>,
+    /// Seconds a write to a user agent may take before it counts as not reading and is
+    /// disconnected (its messages stay stored) [default: 10].
+    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", value_name = "SECONDS")]
+    write_timeout: Option<u64>,
     /// A file of endpoint keys (base64url, one per line; the first seals new endpoints, all
     /// open). The keys may also be given in TIDINGS_ENDPOINT_KEYS
     /// [default: <data-dir>/endpoint-keys, created on first start].
@@ -76,6 +80,7 @@ struct FileConfig {
     max_ttl: Option<u32>,
     max_pending: Option<usize>,
     hello_timeout: Option<u64>,
+    write_timeout: Option<u64>,
     endpoint_keys_file: Option<PathBuf>,
     node_id: Option<String>,
     log: Option<String>,
@@ -155,6 +160,9 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
     }
     if let Some(seconds) = args.hello_timeout.or(file.hello_timeout) {
         config.hello_timeout = Duration::from_secs(seconds.max(1));
+    }
+    if let Some(seconds) = args.write_timeout.or(file.write_timeout) {
+        config.write_timeout = Duration::from_secs(seconds.max(1));
     }
     config.endpoint_keys = match std::env::var("TIDINGS_ENDPOINT_KEYS") {
         Ok(keys) => Some(keys),

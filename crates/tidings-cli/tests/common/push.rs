@@ -171,7 +171,11 @@ pub async fn connect(url: &str) -> Socket {
 impl Agent {
     /// Connects and says hello (with `uaid` to resume one).
     pub async fn hello(url: &str, uaid: Option<&str>) -> Self {
-        let mut ws = connect(url).await;
+        Self::over(connect(url).await, uaid).await
+    }
+
+    /// Says hello over an open WebSocket.
+    pub async fn over(mut ws: Socket, uaid: Option<&str>) -> Self {
         let mut hello = json!({"messageType": "hello", "broadcasts": {}, "use_webpush": true});
         if let Some(uaid) = uaid {
             hello["uaid"] = json!(uaid);
@@ -295,10 +299,45 @@ impl Sender {
 }
 
 /// Waits until `check` holds, up to 10 s.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let start = Instant::now();
-    while !check() {
+    while !check().await {
         assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A plain HTTP GET on loopback; the whole response (status line, headers, body) as text.
+pub async fn get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// The value of a metric in the service's `/metrics`.
+pub async fn metric(service: &Service, name: &str) -> Option<f64> {
+    let text = get(service.port, "/metrics").await;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Signs arbitrary claims (to make tokens a correct signer never would).
+pub fn sign_claims(key: &VapidKey, claims: &Value) -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let pair = EcdsaKeyPair::from_private_key_and_public_key(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key.private_key_raw(),
+        key.public_key(),
+    )
+    .unwrap();
+    let input =
+        format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9.{}", b64::encode(claims.to_string().as_bytes()));
+    let signature = pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+    format!("{input}.{}", b64::encode(signature.as_ref()))
 }
