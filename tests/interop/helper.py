@@ -75,6 +75,19 @@ def request(inp):
     return {"endpoint": capture.url, "headers": headers, "body": b64(capture.data or b"")}
 
 
+def send(inp):
+    """Send for real with pywebpush: {subscription, payload, encoding, ttl, privateKey, subject}."""
+    response = webpush(
+        inp["subscription"],
+        data=inp["payload"],
+        vapid_private_key=inp["privateKey"],
+        vapid_claims={"sub": inp["subject"]},
+        content_encoding=inp["encoding"],
+        ttl=inp["ttl"],
+    )
+    return {"status": response.status_code}
+
+
 def vapid_sign(inp):
     """py_vapid's headers for {privateKey, audience, subject, draft?}."""
     cls = Vapid01 if inp.get("draft") else Vapid02
@@ -105,6 +118,7 @@ def vapid_pem(_inp):
 COMMANDS = {
     "decrypt": decrypt,
     "request": request,
+    "send": send,
     "vapid-sign": vapid_sign,
     "vapid-verify": vapid_verify,
     "vapid-pem": vapid_pem,

@@ -133,4 +133,5 @@ pub fn post_json(port: u16, path: &str, body: &Value) -> std::io::Result<(u16, S
     };
     Ok((status, body))
 }
+pub mod firefox;
 pub mod push;

@@ -320,7 +320,12 @@ pub async fn get(port: u16, path: &str) -> String {
 
 /// The value of a metric in the service's `/metrics`.
 pub async fn metric(service: &Service, name: &str) -> Option<f64> {
-    let text = get(service.port, "/metrics").await;
+    metric_on(service.port, name).await
+}
+
+/// The value of a metric of the service on `port`.
+pub async fn metric_on(port: u16, name: &str) -> Option<f64> {
+    let text = get(port, "/metrics").await;
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
