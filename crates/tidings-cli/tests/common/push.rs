@@ -27,10 +27,16 @@ pub struct Service {
 }
 
 /// Spawns `tidings serve` and waits until it says it is ready.
-fn spawn(data_dir: &std::path::Path, port: u16, args: &[String]) -> (Child, Arc<Mutex<String>>) {
+fn spawn(
+    data_dir: &std::path::Path,
+    port: u16,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (Child, Arc<Mutex<String>>) {
     let mut child = tidings()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
         .args(args)
+        .envs(env.iter().copied())
         .env("TIDINGS_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -61,13 +67,26 @@ fn spawn(data_dir: &std::path::Path, port: u16, args: &[String]) -> (Child, Arc<
 impl Service {
     /// Starts a service on a fresh data directory.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts a service on a given port.
+    pub fn start_on(port: u16, args: &[&str]) -> Self {
+        Self::launch(port, args, &[])
+    }
+
+    /// Starts a service with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(super::free_port(), args, env)
+    }
+
+    fn launch(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir = std::env::temp_dir().join(format!("tidings-serve-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let port = super::free_port();
-        let (child, log) = spawn(&data_dir, port, &args);
+        let (child, log) = spawn(&data_dir, port, &args, env);
         Self { child, port, data_dir, log, args }
     }
 
@@ -87,7 +106,7 @@ impl Service {
 
     /// Starts again on the same port and data directory (after [`Service::kill9`]).
     pub fn restart(&mut self) {
-        let (child, log) = spawn(&self.data_dir, self.port, &self.args);
+        let (child, log) = spawn(&self.data_dir, self.port, &self.args, &[]);
         self.child = child;
         self.log = log;
     }
@@ -109,9 +128,9 @@ impl Drop for Service {
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A user agent: a WebSocket, its uaid and the keys of its subscriptions.
-pub struct Agent {
-    pub ws: Socket,
+/// A user agent: a WebSocket (over plain TCP unless said otherwise) and its uaid.
+pub struct Agent<S = MaybeTlsStream<TcpStream>> {
+    pub ws: WebSocketStream<S>,
     pub uaid: String,
 }
 
@@ -173,9 +192,11 @@ impl Agent {
     pub async fn hello(url: &str, uaid: Option<&str>) -> Self {
         Self::over(connect(url).await, uaid).await
     }
+}
 
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Agent<S> {
     /// Says hello over an open WebSocket.
-    pub async fn over(mut ws: Socket, uaid: Option<&str>) -> Self {
+    pub async fn over(mut ws: WebSocketStream<S>, uaid: Option<&str>) -> Self {
         let mut hello = json!({"messageType": "hello", "broadcasts": {}, "use_webpush": true});
         if let Some(uaid) = uaid {
             hello["uaid"] = json!(uaid);
