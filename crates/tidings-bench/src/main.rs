@@ -1,8 +1,17 @@
 //! `tidings-bench`: Tidings' benchmarks. Each one measures a peer in the same run where one
 //! exists, because this kind of machine is shared and noisy: ratios hold up, absolute
 //! numbers drift. Results and commands are recorded in `docs/benchmarks.md`.
+//!
+//! The push-service benchmarks start a `tidings serve` of their own (from the same build),
+//! or measure any push service given by `--url ws://...`.
 
+mod connections;
+mod load;
 mod prepare;
+mod service;
+mod startup;
+mod storm;
+mod throughput;
 
 use clap::{Parser, Subcommand};
 
@@ -17,10 +26,29 @@ struct Cli {
 enum Bench {
     /// Prepared push requests per second: encrypt a payload and attach VAPID, per subscription.
     Prepare(prepare::Args),
+    /// Push service memory per idle, registered connection.
+    Connections(connections::Args),
+    /// Push service end-to-end throughput and latency (POST to delivered and acked).
+    Throughput(throughput::Args),
+    /// Many user agents reconnecting at once to stored messages.
+    Storm(storm::StormArgs),
+    /// One user agent reconnecting to a large backlog.
+    Backlog(storm::BacklogArgs),
+    /// Push service start-up time on an empty data directory.
+    Startup(startup::Args),
+    /// (internal) a process holding connections for `connections`.
+    #[command(hide = true)]
+    ConnectWorker(connections::WorkerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Prepare(args) => prepare::run(&args),
+        Bench::Connections(args) => connections::run(&args),
+        Bench::Throughput(args) => throughput::run(&args),
+        Bench::Storm(args) => storm::storm(&args),
+        Bench::Backlog(args) => storm::backlog(&args),
+        Bench::Startup(args) => startup::run(&args),
+        Bench::ConnectWorker(args) => connections::worker(&args),
     }
 }

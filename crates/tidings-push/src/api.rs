@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::token::{Endpoint, MessageRef, key_hash};
+use crate::vapid_cache::VapidCache;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,6 @@ use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::Instant;
 use tidings_crypto::ece::aesgcm;
-use tidings_crypto::vapid;
 use tidings_crypto::webpush::ContentEncoding;
 use tidings_store::{Message, Saved, Store};
 use tidings_wire::errno::Errno;
@@ -64,7 +64,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
 }
 
 /// Checks a push request's headers, for a body of `body_len` bytes, sent to `endpoint` of
-/// a service whose origin is `audience`, at `now` (seconds since the Unix epoch).
+/// a service whose origin is `audience`, at `now` (seconds since the Unix epoch). VAPID
+/// signatures are checked through `vapid` (which remembers tokens it has verified).
 pub fn validate(
     headers: &HeaderMap,
     body_len: usize,
@@ -72,6 +73,7 @@ pub fn validate(
     audience: &str,
     max_ttl: u32,
     now: u64,
+    vapid: &VapidCache,
 ) -> Result<Validated, ApiError> {
     let ttl = header_str(headers, "ttl")?.ok_or_else(|| refuse(Errno::MissingTtl, "Missing TTL header"))?;
     let ttl = parse_ttl(ttl)
@@ -118,9 +120,10 @@ pub fn validate(
             ));
         }
         (Some(authorization), restricted) => {
-            let verified = vapid::verify(authorization, crypto_key, audience, now)
+            let public_key = vapid
+                .verify(authorization, crypto_key, audience, now)
                 .map_err(|e| refuse(Errno::Unauthorized, format!("invalid VAPID credentials: {e}")))?;
-            if restricted.is_some_and(|hash| hash != key_hash(&verified.public_key)) {
+            if restricted.is_some_and(|hash| hash != key_hash(&public_key)) {
                 return Err(refuse(
                     Errno::KeyMismatch,
                     "the VAPID key is not the applicationServerKey this subscription was created with",
@@ -198,7 +201,7 @@ async fn accept<S: Store>(
     }
     let body = Limited::new(body, max).collect().await.map_err(|_| too_large())?.to_bytes();
     let now = crate::app::unix_now();
-    let valid = validate(headers, body.len(), &endpoint, &app.audience, app.config.max_ttl, now)?;
+    let valid = validate(headers, body.len(), &endpoint, &app.audience, app.config.max_ttl, now, &app.vapid)?;
     let message = Message {
         id: 0,
         channel_id: endpoint.channel_id,
@@ -278,7 +281,7 @@ mod tests {
     }
 
     fn check(h: &[(&'static str, &str)], len: usize, e: &Endpoint) -> Result<Validated, ApiError> {
-        validate(&headers(h), len, e, AUD, 2_592_000, NOW)
+        validate(&headers(h), len, e, AUD, 2_592_000, NOW, &VapidCache::default())
     }
 
     #[test]

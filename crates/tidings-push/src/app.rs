@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::token::TokenKeys;
+use crate::vapid_cache::VapidCache;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The push service's shared state.
@@ -20,13 +21,23 @@ pub struct App<S> {
     pub metrics: Metrics,
     /// The VAPID audience requests must name: the origin of the public URL.
     pub audience: String,
+    /// VAPID tokens already verified.
+    pub vapid: VapidCache,
 }
 
 impl<S> App<S> {
     /// Shared state for a store and its settings.
     pub fn new(config: Config, store: S, keys: TokenKeys) -> Self {
         let audience = origin(&config.public_url);
-        Self { config, store, registry: Registry::default(), keys, metrics: Metrics::new(), audience }
+        Self {
+            config,
+            store,
+            registry: Registry::default(),
+            keys,
+            metrics: Metrics::new(),
+            audience,
+            vapid: VapidCache::default(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::api;
 use crate::app::App;
-use crate::ws::{self, Buffered};
+use crate::ws;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tidings_store::Store;
 use tidings_websocket::handshake;
+use tidings_websocket::io::Buffered;
 use tidings_wire::errno::Errno;
 use tokio::net::TcpStream;
 
@@ -67,14 +68,17 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
                 // Plain TCP: take the socket back, so an idle connection holds no buffer.
                 Ok(parts) => {
                     let tcp = parts.io.into_inner();
+                    // The bytes read past the request are a slice of hyper's 8 KiB read buffer:
+                    // copy them (usually there are none) so that buffer is freed now, not kept
+                    // for the life of the connection.
+                    let pre_read = parts.read_buf.to_vec();
+                    drop(parts.read_buf);
                     if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(ws::SEND_BUFFER) {
                         tracing::debug!(error = %e, "could not size the send buffer");
                     }
-                    ws::serve(app, tcp, parts.read_buf).await
+                    ws::serve(app, tcp, pre_read).await
                 }
-                Err(upgraded) => {
-                    ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Default::default()).await
-                }
+                Err(upgraded) => ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Vec::new()).await,
             },
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }

@@ -12,6 +12,7 @@
 //! * [`ws`]: the WebSocket connection shell that drives a session over a socket.
 //! * [`api`]: the application-server side: header rules, VAPID, `POST` and `DELETE`.
 //! * [`token`]: endpoint and message URLs as sealed capabilities.
+//! * [`vapid_cache`]: VAPID tokens already verified, so a signature is checked once.
 //! * [`registry`]: the connected user agents and their bounded mailboxes.
 //! * [`http`]: routes (`/`, `/push/…`, `/m/…`, `/health`, `/metrics`, `/errors`).
 //! * [`server`]: listening, TLS, expiry sweeping and graceful shutdown.
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod token;
+pub mod vapid_cache;
 pub mod ws;
 
 pub use config::Config;

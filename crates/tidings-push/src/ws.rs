@@ -12,17 +12,14 @@ use crate::app::{App, unix_now};
 use crate::registry::{Delivery, Mailbox};
 use crate::session::{Command, Session, Step};
 use crate::token::{Endpoint, key_hash};
-use bytes::Bytes;
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_store::{Channel, Message, Store};
+use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
 use tidings_wire::Uaid;
 use tidings_wire::ws::MAX_CLIENT_FRAME;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Stored messages read per storage round trip when a user agent comes back.
 const PAGE: usize = 100;
@@ -33,79 +30,6 @@ const PAGE: usize = 100;
 pub const SEND_BUFFER: usize = 64 * 1024;
 /// Close code for a connection replaced by a newer one with the same uaid.
 const CLOSE_REPLACED: u16 = 4000;
-
-/// A byte stream the shell can wait on without holding a buffer.
-pub trait Transport: Send {
-    /// Waits until data (or the end of the stream) may be read.
-    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Reads what is available without waiting: `WouldBlock` when nothing is, 0 at the end.
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes everything.
-    fn write_all(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-impl Transport for TcpStream {
-    async fn readable(&mut self) -> io::Result<()> {
-        TcpStream::readable(self).await
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        TcpStream::try_read(self, buf)
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        AsyncWriteExt::write_all(self, data).await
-    }
-}
-
-/// Any other stream (TLS, say), read through a small buffer that exists only while it
-/// holds unread bytes.
-pub struct Buffered<S> {
-    io: S,
-    buf: Vec<u8>,
-    start: usize,
-    eof: bool,
-}
-
-impl<S> Buffered<S> {
-    /// Wraps a stream.
-    pub fn new(io: S) -> Self {
-        Self { io, buf: Vec::new(), start: 0, eof: false }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for Buffered<S> {
-    async fn readable(&mut self) -> io::Result<()> {
-        if self.start < self.buf.len() || self.eof {
-            return Ok(());
-        }
-        self.buf.resize(4096, 0);
-        let n = self.io.read(&mut self.buf).await?;
-        self.buf.truncate(n);
-        self.start = 0;
-        self.eof = n == 0;
-        Ok(())
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.start == self.buf.len() {
-            return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
-        }
-        let n = buf.len().min(self.buf.len() - self.start);
-        buf[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        if self.start == self.buf.len() {
-            self.buf = Vec::new();
-            self.start = 0;
-        }
-        Ok(n)
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.io.write_all(data).await?;
-        self.io.flush().await
-    }
-}
 
 /// Something the user agent sent, owned so that storage can be awaited while handling it.
 enum Incoming {
@@ -134,7 +58,7 @@ impl From<io::Error> for End {
 
 /// Serves one upgraded connection until it ends. `pre_read` holds bytes that arrived with
 /// the upgrade request, if any.
-pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Bytes) {
+pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Vec<u8>) {
     app.metrics.connections.inc();
     let mut connection = Connection {
         app: &app,
@@ -167,7 +91,7 @@ struct Connection<'a, S, T> {
 }
 
 impl<S: Store, T: Transport> Connection<'_, S, T> {
-    async fn run(&mut self, pre_read: Bytes) -> End {
+    async fn run(&mut self, pre_read: Vec<u8>) -> End {
         match self.converse(pre_read).await {
             Ok(()) => End::Peer,
             Err(End::Closed(code, reason)) => {
@@ -180,8 +104,9 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
         }
     }
 
-    async fn converse(&mut self, pre_read: Bytes) -> Result<(), End> {
-        let mut pending = self.decode(&mut pre_read.to_vec())?;
+    async fn converse(&mut self, mut pre_read: Vec<u8>) -> Result<(), End> {
+        let mut pending = self.decode(&mut pre_read)?;
+        drop(pre_read);
         // Hello first, within the deadline.
         let deadline = tokio::time::Instant::now() + self.app.config.hello_timeout;
         while self.session.uaid().is_none() {
@@ -192,27 +117,30 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 };
             }
             for event in std::mem::take(&mut pending) {
-                if !self.handle(event).await? {
+                if !Box::pin(self.handle(event)).await? {
                     return Ok(());
                 }
             }
         }
-        self.deliver_stored().await?;
+        Box::pin(self.deliver_stored()).await?;
         let mailbox = self.mailbox.clone().expect("hello registered a mailbox");
+        // What the connection waits on while idle is all this loop keeps: handling frames
+        // and deliveries awaits storage and writes, whose larger states are boxed, so they
+        // take memory only while they run.
         loop {
             tokio::select! {
                 ready = self.transport.readable() => {
                     ready?;
                     for event in self.read_available()? {
-                        if !self.handle(event).await? {
+                        if !Box::pin(self.handle(event)).await? {
                             return Ok(());
                         }
                     }
                 }
-                () = mailbox.wait() => self.deliver_mailbox(mailbox.take()).await?,
+                () = mailbox.wait() => Box::pin(self.deliver_mailbox(mailbox.take())).await?,
             }
             if self.refetch && !self.session.saturated() {
-                self.deliver_stored().await?;
+                Box::pin(self.deliver_stored()).await?;
             }
         }
     }
@@ -438,4 +366,29 @@ fn new_uaid() -> Uaid {
     let mut bytes = [0; 16];
     aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system random source");
     Uaid(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every idle connection holds one of these futures: its size is the memory goal's
+    /// largest term (see docs/benchmarks.md), so growing it must be a decision, not an
+    /// accident. Rarely-taken paths are boxed to keep it small.
+    #[tokio::test]
+    async fn an_idle_connection_stays_small() {
+        let dir = std::env::temp_dir().join(format!("tidings-size-{}", std::process::id()));
+        let store = tidings_store::embedded::EmbeddedStore::open(&dir).unwrap();
+        let keys = crate::token::TokenKeys::parse(&crate::token::TokenKeys::generate_key()).unwrap();
+        let app = std::sync::Arc::new(crate::app::App::new(
+            crate::Config::new("127.0.0.1:0".parse().unwrap()),
+            store,
+            keys,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let future = super::serve(app, tcp, Vec::new());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1024, "the connection future grew to {size} bytes");
+        drop(future);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

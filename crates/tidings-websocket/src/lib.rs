@@ -18,6 +18,8 @@
 pub mod decode;
 pub mod encode;
 pub mod handshake;
+#[cfg(feature = "tokio")]
+pub mod io;
 
 pub use decode::{Decoder, Error, Event};
 pub use encode::{encode, encode_close};

@@ -156,6 +156,42 @@ impl ClientMessage {
     }
 }
 
+impl ClientMessage {
+    /// The JSON text of the frame, as Firefox writes it.
+    pub fn to_json(&self) -> String {
+        use serde_json::json;
+        let value = match self {
+            Self::Hello { uaid, use_webpush, broadcasts } => {
+                let mut hello =
+                    json!({"messageType": "hello", "use_webpush": use_webpush, "broadcasts": broadcasts});
+                if let Some(uaid) = uaid {
+                    hello["uaid"] = json!(uaid.to_string());
+                }
+                hello
+            }
+            Self::Register { channel_id, key } => {
+                let mut register = json!({"messageType": "register", "channelID": channel_id.to_string()});
+                if let Some(key) = key {
+                    register["key"] = json!(key);
+                }
+                register
+            }
+            Self::Unregister { channel_id } => {
+                json!({"messageType": "unregister", "channelID": channel_id.to_string(), "code": 200})
+            }
+            Self::Ack(updates) => json!({"messageType": "ack", "updates": updates.iter().map(|u| {
+                json!({"channelID": u.channel_id, "version": u.version, "code": u.code.unwrap_or(ACK_DELIVERED)})
+            }).collect::<Vec<_>>()}),
+            Self::Nack { version, code } => json!({"messageType": "nack", "version": version, "code": code}),
+            Self::BroadcastSubscribe(broadcasts) => {
+                json!({"messageType": "broadcast_subscribe", "broadcasts": broadcasts})
+            }
+            Self::Ping => json!({}),
+        };
+        value.to_string()
+    }
+}
+
 /// The `headers` of a notification: how the user agent decrypts `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NotificationHeaders {
@@ -291,6 +327,31 @@ mod tests {
         ));
         assert!(matches!(ClientMessage::parse(r#"{"messageType":"ack"}"#), Err(ProtocolError::Invalid(_))));
         assert!(matches!(ClientMessage::parse(r#"{"messageType":7}"#), Err(ProtocolError::Json(_))));
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        let channel_id: ChannelId = "28e6a170-10c3-4bfb-9cac-991e204ffc85".parse().unwrap();
+        let frames = [
+            ClientMessage::Hello {
+                uaid: Some(Uaid([7; 16])),
+                use_webpush: true,
+                broadcasts: BTreeMap::new(),
+            },
+            ClientMessage::Hello { uaid: None, use_webpush: true, broadcasts: BTreeMap::new() },
+            ClientMessage::Register { channel_id, key: Some("BBBB=".into()) },
+            ClientMessage::Unregister { channel_id },
+            ClientMessage::Ack(vec![AckUpdate {
+                channel_id: channel_id.to_string(),
+                version: "a1".into(),
+                code: Some(101),
+            }]),
+            ClientMessage::Nack { version: "a1".into(), code: Some(301) },
+            ClientMessage::Ping,
+        ];
+        for frame in frames {
+            assert_eq!(ClientMessage::parse(&frame.to_json()).unwrap(), frame);
+        }
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub fn run(args: ServeArgs) -> Result<Code> {
     };
     init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or("info"))?;
     let config = config(args, file)?;
+    // Every WebSocket is a file descriptor: use all the process may have.
+    if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(limit, "open-file limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let store = EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;

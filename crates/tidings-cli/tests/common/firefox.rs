@@ -101,6 +101,8 @@ struct PageState {
 pub struct PageServer {
     pub port: u16,
     logs: mpsc::UnboundedReceiver<(String, Value)>,
+    /// Reports received while waiting for another kind, in arrival order.
+    held: Vec<(String, Value)>,
     commands: mpsc::UnboundedSender<Value>,
 }
 
@@ -123,15 +125,19 @@ impl PageServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { port, logs, commands }
+        Self { port, logs, held: Vec::new(), commands }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    /// The next report of `kind` (other kinds are skipped, errors fail the test).
+    /// The next report of `kind`; reports of other kinds are kept for later calls (the page
+    /// and the service worker run concurrently), errors fail the test.
     pub async fn next(&mut self, kind: &str, wait: Duration, firefox: &Firefox) -> Value {
+        if let Some(i) = self.held.iter().position(|(k, _)| k == kind) {
+            return self.held.remove(i).1;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.logs.recv()).await {
@@ -139,7 +145,7 @@ impl PageServer {
                 Ok(Some((k, data))) if k == "error" => {
                     panic!("the page failed: {data}\n{}", firefox.output())
                 }
-                Ok(Some(_)) => continue,
+                Ok(Some(other)) => self.held.push(other),
                 _ => panic!("no {kind} report within {wait:?}; Firefox said:\n{}", firefox.output()),
             }
         }

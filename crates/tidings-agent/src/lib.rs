@@ -1,0 +1,11 @@
+//! A headless Web Push user agent: what Firefox's push client does, as a library.
+//!
+//! * [`connection`]: a WebSocket client on the same sans-IO codec as the push service,
+//!   holding no buffer while idle, so one process can act as thousands of user agents.
+//! * [`client`]: the Mozilla push protocol on top: hello, register, notifications, acks.
+
+pub mod client;
+pub mod connection;
+
+pub use client::{Client, ClientError};
+pub use connection::{ConnectError, Connection};

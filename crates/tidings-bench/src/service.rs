@@ -1,0 +1,116 @@
+//! The push service under test: one this benchmark starts (`tidings serve` from the same
+//! build, on a fresh data directory), or any other, given by its WebSocket URL.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where to find the service, and how to measure it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// A push service's WebSocket URL; without it a `tidings serve` is started.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The service's process id, to measure its memory (known when we start it).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Extra arguments for the `tidings serve` we start.
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    pub serve_args: Vec<String>,
+}
+
+/// A service to benchmark.
+pub struct Service {
+    pub ws_url: String,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    data_dir: Option<PathBuf>,
+    /// Milliseconds from spawn to ready, for a service we started.
+    pub startup: Option<Duration>,
+}
+
+/// The `tidings` binary next to this one (both are built by `cargo build --release`).
+pub fn tidings_binary() -> Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("tidings");
+    if !path.exists() {
+        bail!("{} is missing: build it with cargo build --release -p tidings-cli", path.display());
+    }
+    Ok(path)
+}
+
+impl Service {
+    /// The target: the URL given, or a fresh `tidings serve`.
+    pub fn start(target: &Target) -> Result<Self> {
+        if let Some(url) = &target.url {
+            return Ok(Self {
+                ws_url: url.clone(),
+                pid: target.server_pid,
+                child: None,
+                data_dir: None,
+                startup: None,
+            });
+        }
+        Self::spawn(&target.serve_args)
+    }
+
+    /// Starts `tidings serve` on a free port and a fresh data directory.
+    pub fn spawn(extra: &[String]) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let data_dir = std::env::temp_dir().join(format!("tidings-bench-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let start = Instant::now();
+        let mut child = Command::new(tidings_binary()?)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .env("TIDINGS_LOG", "warn,tidings::cmd::serve=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting tidings serve")?;
+        let stderr = child.stderr.take().expect("piped");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("is ready") {
+                    let _ = ready_tx.send(Instant::now());
+                } else if !line.trim().is_empty() {
+                    eprintln!("tidings serve: {line}");
+                }
+            }
+        });
+        let ready = ready_rx.recv_timeout(Duration::from_secs(30)).context("tidings serve did not start")?;
+        Ok(Self {
+            ws_url: format!("ws://127.0.0.1:{port}/"),
+            pid: Some(child.id()),
+            child: Some(child),
+            data_dir: Some(data_dir),
+            startup: Some(ready - start),
+        })
+    }
+
+    /// The service's resident memory, in bytes, when its pid is known.
+    pub fn rss(&self) -> Option<u64> {
+        rss_of(self.pid?)
+    }
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
