@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the push service: user agents (Firefox, tidings listen) connect, senders POST.
+    /// Run the push service: user agents (Firefox) connect, senders POST to their endpoints.
     Serve(Box<cmd::serve::ServeArgs>),
     /// Create and check VAPID keys (the application server's identity).
     #[command(subcommand)]
