@@ -9,9 +9,7 @@ use tidings_sender::Verdict;
 #[tokio::test]
 async fn live_delivery_decrypts_and_ack_deletes() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
+    let (sender, mut agent, sub) = subscribed(&service).await;
     assert!(sub.endpoint.starts_with(&format!("{}/push/", service.url())), "{}", sub.endpoint);
 
     let response = sender.push(&sub, "Hello, Firefox").await;
@@ -42,7 +40,7 @@ async fn live_delivery_decrypts_and_ack_deletes() {
 }
 
 use bytes::Bytes;
-use common::push::{connect, eventually, get, metric};
+use common::push::{connect, eventually, get, metric, subscribed, subscribed_offline};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tidings_sender::{Message, prepare};
@@ -69,11 +67,7 @@ fn errno(response: &tidings_sender::Response) -> Option<i64> {
 #[tokio::test]
 async fn offline_messages_arrive_in_order_and_acked_ones_never_return() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
-    let uaid = agent.uaid.clone();
-    agent.close().await;
+    let (sender, sub, uaid) = subscribed_offline(&service).await;
     for i in 0..5 {
         assert_eq!(sender.push(&sub, &format!("message {i}")).await.status, 201);
     }
@@ -113,11 +107,7 @@ async fn unknown_uaid_gets_a_new_one() {
 #[tokio::test]
 async fn bad_push_requests_get_their_errno_and_store_nothing() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
-    let uaid = agent.uaid.clone();
-    agent.close().await;
+    let (sender, sub, uaid) = subscribed_offline(&service).await;
     let endpoint = sub.endpoint.clone();
     let now = common::push::now();
     let auth = sender.signer.token(&service.url(), now).vapid_authorization.to_string();
@@ -222,9 +212,7 @@ async fn bad_push_requests_get_their_errno_and_store_nothing() {
 #[tokio::test]
 async fn unsubscribed_endpoint_is_gone() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
+    let (sender, mut agent, sub) = subscribed(&service).await;
     agent.send(json!({"messageType": "unregister", "channelID": sub.channel_id, "code": 200})).await;
     let reply = agent.recv().await;
     assert_eq!((reply["messageType"].as_str(), reply["status"].as_u64()), (Some("unregister"), Some(200)));
@@ -235,11 +223,7 @@ async fn unsubscribed_endpoint_is_gone() {
 #[tokio::test]
 async fn topics_replace_and_delete_cancels() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
-    let uaid = agent.uaid.clone();
-    agent.close().await;
+    let (sender, sub, uaid) = subscribed_offline(&service).await;
     let with_topic = |text: &str| {
         let mut m = Message::new(text.as_bytes().to_vec());
         m.ttl = 60;
@@ -263,9 +247,7 @@ async fn topics_replace_and_delete_cancels() {
 #[tokio::test]
 async fn ttl_zero_is_now_or_never_and_long_ttls_are_capped() {
     let service = Service::start(&["--max-ttl", "100"]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
+    let (sender, mut agent, sub) = subscribed(&service).await;
     let mut now_only = Message::new(b"now".to_vec());
     now_only.ttl = 0;
     // Online: delivered at once.
@@ -291,10 +273,7 @@ async fn ttl_zero_is_now_or_never_and_long_ttls_are_capped() {
 #[tokio::test]
 async fn pending_cap_answers_429_with_retry_after() {
     let service = Service::start(&["--max-pending", "3"]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
-    agent.close().await;
+    let (sender, sub, _) = subscribed_offline(&service).await;
     for i in 0..3 {
         assert_eq!(sender.push(&sub, &format!("{i}")).await.status, 201);
     }
@@ -436,9 +415,7 @@ async fn a_client_that_never_reads_is_disconnected_and_loses_nothing() {
 #[tokio::test]
 async fn health_and_metrics() {
     let service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
+    let (sender, mut agent, sub) = subscribed(&service).await;
     sender.push(&sub, "counted").await;
     let n = agent.notification().await;
     agent.ack(&n).await;
@@ -466,11 +443,7 @@ async fn health_and_metrics() {
 #[tokio::test]
 async fn accepted_messages_survive_kill_9() {
     let mut service = Service::start(&[]);
-    let sender = Sender::new();
-    let mut agent = Agent::hello(&service.ws_url(), None).await;
-    let sub = agent.register(Some(sender.key())).await;
-    let uaid = agent.uaid.clone();
-    agent.close().await;
+    let (sender, sub, uaid) = subscribed_offline(&service).await;
     for i in 0..20 {
         assert_eq!(sender.push(&sub, &format!("durable {i}")).await.status, 201);
     }

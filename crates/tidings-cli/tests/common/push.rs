@@ -319,6 +319,23 @@ impl Sender {
     }
 }
 
+/// A sender and a connected user agent with one subscription restricted to its key.
+pub async fn subscribed(service: &Service) -> (Sender, Agent, Sub) {
+    let sender = Sender::new();
+    let mut agent = Agent::hello(&service.ws_url(), None).await;
+    let sub = agent.register(Some(sender.key())).await;
+    (sender, agent, sub)
+}
+
+/// The same, with the user agent gone offline: the sender, the subscription and the uaid
+/// to come back with.
+pub async fn subscribed_offline(service: &Service) -> (Sender, Sub, String) {
+    let (sender, agent, sub) = subscribed(service).await;
+    let uaid = agent.uaid.clone();
+    agent.close().await;
+    (sender, sub, uaid)
+}
+
 /// Waits until `check` holds, up to 10 s.
 pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let start = Instant::now();
