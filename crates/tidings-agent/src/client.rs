@@ -1,10 +1,9 @@
 //! The Mozilla push protocol from the user agent's side.
 
-use crate::connection::{ConnectError, Connection};
+use crate::connection::{ConnectError, Connection, Stream};
 use tidings_websocket::io::Transport;
 use tidings_wire::ws::{AckUpdate, ClientMessage, ServerMessage};
 use tidings_wire::{ChannelId, Uaid};
-use tokio::net::TcpStream;
 
 /// Why a protocol exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +20,12 @@ pub enum ClientError {
 }
 
 /// A user agent connected to a push service, past `hello`.
-pub struct Client<T = TcpStream> {
+pub struct Client<T = Stream> {
     connection: Connection<T>,
     uaid: String,
 }
 
-impl Client<TcpStream> {
+impl Client<Stream> {
     /// Connects and says hello, resuming `uaid` when given.
     pub async fn connect(url: &str, uaid: Option<&str>) -> Result<Self, ClientError> {
         Self::hello(Connection::open(url).await?, uaid).await

@@ -7,7 +7,8 @@ use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use tidings_websocket::io::Transport;
+use std::sync::Arc;
+use tidings_websocket::io::{Buffered, Transport};
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close, handshake};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -18,7 +19,7 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Why a connection could not be made or went down.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The URL is not `ws://host:port/path`.
+    /// The URL is not `ws://host[:port]/path` or `wss://...`.
     #[error("not a ws:// URL: {0}")]
     Url(String),
     /// TCP or the HTTP exchange failed.
@@ -35,8 +36,39 @@ pub enum ConnectError {
     Closed(u16, String),
 }
 
+/// The socket under a connection: plain TCP (waited on without a buffer) or TLS.
+pub enum Stream {
+    /// `ws://`.
+    Tcp(TcpStream),
+    /// `wss://`.
+    Tls(Box<Buffered<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+impl Transport for Stream {
+    async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => Transport::readable(s).await,
+            Self::Tls(s) => s.readable().await,
+        }
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => Transport::try_read(s, buf),
+            Self::Tls(s) => s.try_read(buf),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => Transport::write_all(s, data).await,
+            Self::Tls(s) => s.write_all(data).await,
+        }
+    }
+}
+
 /// A connected WebSocket speaking text frames.
-pub struct Connection<T = TcpStream> {
+pub struct Connection<T = Stream> {
     transport: T,
     decoder: Decoder,
     /// Text messages decoded but not yet returned.
@@ -44,37 +76,94 @@ pub struct Connection<T = TcpStream> {
     closed: Option<(u16, String)>,
 }
 
-/// Parses `ws://host:port/path` into the socket address and the request path.
-fn parse_url(url: &str) -> Result<(SocketAddr, String, String), ConnectError> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| ConnectError::Url(url.into()))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let addr = authority
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| std::net::ToSocketAddrs::to_socket_addrs(authority).ok()?.next())
-        .ok_or_else(|| ConnectError::Url(url.into()))?;
-    Ok((addr, authority.to_owned(), path.to_owned()))
+/// A parsed `ws://` or `wss://` URL.
+struct Target {
+    tls: bool,
+    addr: SocketAddr,
+    host: String,
+    authority: String,
+    path: String,
 }
 
-impl Connection<TcpStream> {
-    /// Connects to a `ws://` URL.
+fn parse_url(url: &str) -> Result<Target, ConnectError> {
+    let bad = || ConnectError::Url(url.into());
+    let (tls, rest) = match url.split_once("://") {
+        Some(("ws", rest)) => (false, rest),
+        Some(("wss", rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", if tls { 443 } else { 80 })
+    };
+    let addr = with_port
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| std::net::ToSocketAddrs::to_socket_addrs(&with_port).ok()?.next())
+        .ok_or_else(bad)?;
+    let host = with_port.rsplit_once(':').map_or(authority, |(h, _)| h).trim_matches(['[', ']']).to_owned();
+    Ok(Target { tls, addr, host, authority: authority.to_owned(), path: path.to_owned() })
+}
+
+/// The TLS client configuration: the system's CA certificates (Mozilla's when it has none)
+/// and any `extra_roots`.
+fn tls_config(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs().certs;
+    if native.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        roots.add_parsable_certificates(native);
+    }
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+impl Connection<Stream> {
+    /// Connects to a `ws://` or `wss://` URL.
     pub async fn open(url: &str) -> Result<Self, ConnectError> {
-        Self::open_from(url, None).await
+        Self::open_with(url, None, &[]).await
     }
 
     /// Connects from a chosen local address (load generators spread connections over
-    /// 127.0.0.x to have more ports than one source address gives).
+    /// loopback addresses to have more ports than one source address gives).
     pub async fn open_from(url: &str, local: Option<IpAddr>) -> Result<Self, ConnectError> {
-        let (addr, authority, path) = parse_url(url)?;
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        Self::open_with(url, local, &[]).await
+    }
+
+    /// Connects, trusting `extra_roots` besides the system's CAs for `wss://`.
+    pub async fn open_with(
+        url: &str,
+        local: Option<IpAddr>,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, ConnectError> {
+        let target = parse_url(url)?;
+        let socket = if target.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(local) = local {
             socket.bind(SocketAddr::new(local, 0))?;
         }
-        let tcp = socket.connect(addr).await?;
+        let tcp = socket.connect(target.addr).await?;
         tcp.set_nodelay(true)?;
-        let (tcp, pre_read) = upgrade(tcp, &authority, &path).await?;
+        let (transport, pre_read) = if target.tls {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|_| ConnectError::Url(url.into()))?;
+            let tls = tokio_rustls::TlsConnector::from(tls_config(extra_roots)).connect(name, tcp).await?;
+            let (tls, pre_read) = upgrade(tls, &target.authority, &target.path).await?;
+            (Stream::Tls(Box::new(Buffered::new(tls))), pre_read)
+        } else {
+            let (tcp, pre_read) = upgrade(tcp, &target.authority, &target.path).await?;
+            (Stream::Tcp(tcp), pre_read)
+        };
         let mut connection = Self {
-            transport: tcp,
+            transport,
             decoder: Decoder::new(Role::Client, MAX_MESSAGE),
             received: VecDeque::new(),
             closed: None,
@@ -84,16 +173,18 @@ impl Connection<TcpStream> {
     }
 }
 
-/// The HTTP/1.1 upgrade, done by hyper; the socket is taken back afterwards.
-async fn upgrade(tcp: TcpStream, authority: &str, path: &str) -> Result<(TcpStream, Bytes), ConnectError> {
+/// The HTTP/1.1 upgrade, done by hyper; the stream is taken back afterwards.
+async fn upgrade<S>(io: S, authority: &str, path: &str) -> Result<(S, Bytes), ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut key = [0u8; 16];
     aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut key)
         .map_err(|_| io::Error::other("random"))?;
     let key = base64::engine::general_purpose::STANDARD.encode(key);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .map_err(|e| ConnectError::Upgrade(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(|e| ConnectError::Upgrade(e.to_string()))?;
     let driver = tokio::spawn(connection.with_upgrades());
     let request = http::Request::get(path)
         .header("host", authority)
@@ -113,7 +204,7 @@ async fn upgrade(tcp: TcpStream, authority: &str, path: &str) -> Result<(TcpStre
     }
     let upgraded = hyper::upgrade::on(response).await.map_err(|e| ConnectError::Upgrade(e.to_string()))?;
     let parts = upgraded
-        .downcast::<TokioIo<TcpStream>>()
+        .downcast::<TokioIo<S>>()
         .map_err(|_| ConnectError::Upgrade("unexpected stream type".into()))?;
     Ok((parts.io.into_inner(), parts.read_buf))
 }
