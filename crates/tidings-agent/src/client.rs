@@ -96,6 +96,23 @@ impl<T: Transport> Client<T> {
         Ok(self.connection.send(&ack.to_json()).await?)
     }
 
+    /// Acknowledges one message with a code: 100 delivered, 101 undecryptable, 102 not delivered.
+    pub async fn ack_with(&mut self, channel_id: &str, version: &str, code: u16) -> Result<(), ClientError> {
+        let update =
+            AckUpdate { channel_id: channel_id.to_owned(), version: version.to_owned(), code: Some(code) };
+        Ok(self.connection.send(&ClientMessage::Ack(vec![update]).to_json()).await?)
+    }
+
+    /// Removes a subscription (the reply arrives through [`Client::next`]).
+    pub async fn unregister(&mut self, channel_id: ChannelId) -> Result<(), ClientError> {
+        Ok(self.connection.send(&ClientMessage::Unregister { channel_id }.to_json()).await?)
+    }
+
+    /// Sends a keep-alive `{}`.
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        Ok(self.connection.send(&ClientMessage::Ping.to_json()).await?)
+    }
+
     /// Closes the connection.
     pub async fn close(self) {
         self.connection.close().await;

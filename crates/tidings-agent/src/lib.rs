@@ -6,10 +6,12 @@
 //! * [`receive`]: opening a notification (decrypt, decide the ack code), without I/O.
 //! * [`state`]: the uaid, subscriptions and keys, kept in one private file.
 //! * [`backoff`]: jittered exponential reconnection delays.
+//! * [`listener`]: the shell that stays subscribed: reconnects, re-registers, acks when told.
 
 pub mod backoff;
 pub mod client;
 pub mod connection;
+pub mod listener;
 pub mod receive;
 pub mod state;
 

@@ -56,7 +56,14 @@ pub struct StoredSubscription {
     /// The applicationServerKey it is restricted to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_server_key: Option<String>,
+    /// The versions of the last messages handled, newest last: a message whose ack was lost
+    /// (the service died first) comes again, and is then acked without being handed over twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<String>,
 }
+
+/// How many handled versions a subscription remembers (Firefox remembers 10).
+pub const RECENT: usize = 16;
 
 impl StoredSubscription {
     /// A new subscription's record, with fresh keys.
@@ -72,6 +79,20 @@ impl StoredSubscription {
             private_key: b64::encode(&keys.private_bytes()),
             auth: b64::encode(&keys.subscription_keys().auth),
             application_server_key,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Whether a message with this version was handled already.
+    pub fn handled(&self, version: &str) -> bool {
+        self.recent.iter().any(|v| v == version)
+    }
+
+    /// Remembers a handled version, forgetting the oldest beyond [`RECENT`].
+    pub fn remember(&mut self, version: &str) {
+        self.recent.push(version.to_owned());
+        if self.recent.len() > RECENT {
+            self.recent.remove(0);
         }
     }
 
@@ -192,6 +213,17 @@ mod tests {
         }
         let json = state.subscriptions[0].push_subscription().unwrap();
         assert_eq!(json.keys.auth, b64::encode(&keys.subscription_keys().auth));
+    }
+
+    #[test]
+    fn remembers_the_last_handled_versions() {
+        let mut sub =
+            StoredSubscription::new(ChannelId([1; 16]), "e".into(), &ReceiverKeys::generate().unwrap(), None);
+        for v in 0..RECENT + 3 {
+            sub.remember(&v.to_string());
+        }
+        assert_eq!(sub.recent.len(), RECENT);
+        assert!(!sub.handled("2") && sub.handled("3") && sub.handled(&(RECENT + 2).to_string()));
     }
 
     #[test]

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the push service: user agents (Firefox) connect, senders POST to their endpoints.
     Serve(Box<cmd::serve::ServeArgs>),
+    /// Be a user agent: subscribe at a push service and print (or handle) every message.
+    Listen(Box<cmd::listen::ListenArgs>),
     /// Create and check VAPID keys (the application server's identity).
     #[command(subcommand)]
     Vapid(cmd::vapid::VapidCommand),
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(*args),
+        Command::Listen(args) => cmd::listen::run(*args),
         Command::Vapid(command) => cmd::vapid::run(command),
         Command::Send(args) => cmd::send::run(*args),
     };
