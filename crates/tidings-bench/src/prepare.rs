@@ -60,11 +60,25 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
 
-    let (mut floor, mut one, mut two, mut peer) = (vec![], vec![], vec![], vec![]);
+    // What a user agent pays per message: decrypting one (one ECDH and the key schedule).
+    let receiver = ReceiverKeys::generate()?;
+    let body = tidings_crypto::webpush::encrypt(
+        &receiver.subscription_keys(),
+        &vec![b'x'; args.payload],
+        tidings_crypto::webpush::ContentEncoding::Aes128gcm,
+        0,
+    )?
+    .body;
+    let decrypt_op = |_: usize| {
+        let plain = receiver.decrypt(&body, tidings_crypto::webpush::ReceivedEncoding::Aes128gcm).unwrap();
+        std::hint::black_box(plain);
+    };
+    let (mut floor, mut one, mut two, mut peer, mut decrypt) = (vec![], vec![], vec![], vec![], vec![]);
     for round in 1..=args.rounds {
         floor.push(measure(1, duration, floor_op));
         one.push(measure(1, duration, prepare_op));
         two.push(measure(2, duration, prepare_op));
+        decrypt.push(measure(1, duration, decrypt_op));
         if !args.no_peer {
             peer.push(web_push(args.seconds)?);
         }
@@ -85,6 +99,7 @@ pub fn run(args: &Args) -> Result<()> {
         100.0 * one / floor
     );
     println!("  tidings, 2 threads:                         {two:>8.0}/s  ({:.2}x one thread)", two / one);
+    println!("  decrypting (user agent side), 1 thread:     {:>8.0}/s", median(decrypt));
     if !peer.is_empty() {
         let peer = median(peer);
         println!("  npm web-push, 1 thread:                     {peer:>8.0}/s");
