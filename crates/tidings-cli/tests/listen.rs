@@ -367,3 +367,70 @@ async fn a_server_sending_garbage_is_survived() {
     assert!(stderr.contains("disconnected: unexpected frame"), "{stderr}");
     assert!(!dir.join("state.json").exists(), "nothing was saved from a broken server");
 }
+
+#[test]
+fn listens_over_wss_and_exits_cleanly_on_ctrl_c() {
+    let dir = scratch("wss");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_path = write(&dir, "cert.pem", cert.cert.pem().as_bytes());
+    let key_path = write(&dir, "key.pem", cert.signing_key.serialize_pem().as_bytes());
+    let port = common::free_port();
+    let service = Service::start_on(
+        port,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--public-url",
+            &format!("https://127.0.0.1:{port}"),
+        ],
+    );
+    let mut child = tidings()
+        .args([
+            "listen",
+            "--server",
+            &format!("wss://127.0.0.1:{port}/"),
+            "--json",
+            "--ca-file",
+            cert_path.to_str().unwrap(),
+        ])
+        .arg("--state")
+        .arg(dir.join("state.json"))
+        .arg("--subscription-out")
+        .arg(dir.join("subscription.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if dir.join("subscription.json").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = tidings()
+        .args([
+            "send",
+            "--payload",
+            "over wss",
+            "--ttl",
+            "60",
+            "--ca-file",
+            cert_path.to_str().unwrap(),
+            "--subscription",
+        ])
+        .arg(dir.join("subscription.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["text"], "over wss");
+    // Ctrl-C: a clean exit.
+    std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(service);
+}
