@@ -5,8 +5,6 @@ use crate::exit::Code;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use clap::Args;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,12 +68,7 @@ pub fn run(args: ListenArgs) -> Result<Code> {
         }
         None => None,
     };
-    let extra_roots = match &args.ca_file {
-        Some(path) => CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("cannot read CA certificates from {}", path.display()))?,
-        None => Vec::new(),
-    };
+    let extra_roots = super::ca_certificates(args.ca_file.as_deref())?;
     let options = Options {
         server: args.server.clone(),
         state_path: args.state.clone().unwrap_or_else(default_state),

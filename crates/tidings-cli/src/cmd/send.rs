@@ -4,8 +4,6 @@ use crate::exit::Code;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,12 +99,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
         (None, None) => Vec::new(),
     };
     let signer = signer(&args)?;
-    let extra_roots = match &args.ca_file {
-        Some(path) => CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("cannot read CA certificates from {}", path.display()))?,
-        None => Vec::new(),
-    };
+    let extra_roots = super::ca_certificates(args.ca_file.as_deref())?;
     let message = Message {
         payload: payload.into(),
         ttl: args.ttl,
