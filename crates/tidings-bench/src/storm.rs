@@ -1,7 +1,7 @@
 //! Coming back: many user agents reconnecting at once to stored messages, and one user
 //! agent coming back to a large backlog. Both check exactly-once delivery after ack.
 
-use crate::load::{self, clone_request};
+use crate::load;
 use crate::service::{Service, Target};
 use anyhow::{Result, bail};
 use std::collections::HashSet;
@@ -39,7 +39,7 @@ pub struct BacklogArgs {
 /// Sends `copies` of each request, 64 at a time; fails unless all are accepted.
 async fn send_all(requests: &[http::Request<bytes::Bytes>], copies: usize) -> Result<()> {
     let client = PushClient::new(ClientConfig::default());
-    let requests: Arc<Vec<_>> = Arc::new(requests.iter().map(clone_request).collect());
+    let requests: Arc<Vec<_>> = Arc::new(requests.iter().map(tidings_sender::duplicate).collect());
     let mut tasks = JoinSet::new();
     for worker in 0..64 {
         let (client, requests) = (client.clone(), requests.clone());
@@ -49,7 +49,7 @@ async fn send_all(requests: &[http::Request<bytes::Bytes>], copies: usize) -> Re
             // Copy k of every request goes out before copy k + 1 of any, so per-subscription
             // order is the order of k.
             for n in (worker..total).step_by(64) {
-                let response = client.send(clone_request(&requests[n % requests.len()])).await;
+                let response = client.send(tidings_sender::duplicate(&requests[n % requests.len()])).await;
                 if !matches!(response, Ok(r) if r.status == 201) {
                     refused += 1;
                 }

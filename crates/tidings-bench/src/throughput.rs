@@ -1,7 +1,7 @@
 //! End-to-end throughput and latency: POST with VAPID → stored durably → delivered over
 //! the WebSocket → acked, with many user agents connected and many concurrent senders.
 
-use crate::load::{self, clone_request, percentile};
+use crate::load::{self, percentile};
 use crate::service::{Service, Target};
 use anyhow::Result;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -107,7 +107,7 @@ async fn measure(args: &Args, url: &str) -> Result<()> {
                 }
                 let start = epoch.elapsed();
                 sent_at[i].store(start.as_nanos() as u64, Ordering::Relaxed);
-                match client.send(clone_request(&requests[i])).await {
+                match client.send(tidings_sender::duplicate(&requests[i])).await {
                     Ok(response) if response.status == 201 => {
                         accepted.fetch_add(1, Ordering::Relaxed);
                         local.push((epoch.elapsed() - start).as_secs_f64() * 1e3);

@@ -5,6 +5,8 @@
 //! * [`outcome`]: sans-IO classification of the push service's answer (accepted, gone,
 //!   rejected, retry later), with the service's errno and message.
 //! * [`client`]: the I/O shell, a pooled hyper client over rustls (aws-lc-rs).
+//! * [`fanout`]: one message to many subscriptions: per-origin concurrency, `Retry-After`
+//!   honoured per push service, retries, one outcome per subscription.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,11 +23,13 @@
 //! ```
 
 pub mod client;
+pub mod fanout;
 pub mod outcome;
 pub mod request;
 pub mod subscription;
 
 pub use client::{ClientConfig, PushClient, SendError};
+pub use fanout::{FanoutConfig, Outcome, Target, fanout};
 pub use outcome::{Response, ServiceError, Verdict};
-pub use request::{Message, PrepareError, prepare};
+pub use request::{Message, PrepareError, duplicate, prepare};
 pub use subscription::{Subscription, SubscriptionError};

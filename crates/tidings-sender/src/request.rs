@@ -132,6 +132,15 @@ pub fn prepare(
     Ok(request.body(body).expect("method, URI and headers were valid"))
 }
 
+/// A copy of a prepared request, to send it again (the body is shared, not copied).
+pub fn duplicate(request: &Request<Bytes>) -> Request<Bytes> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
 /// Header values built here are base64url, digits and fixed words: always valid.
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).expect("base64url and ASCII words are valid header values")

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod listen;
+pub mod message;
 pub mod send;
 pub mod serve;
 pub mod vapid;

@@ -1,16 +1,14 @@
 //! `tidings send`: one message to one subscription, with a verdict a person can act on.
 
+use super::message::{is_stdin, read_bytes};
 use crate::exit::Code;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use clap::{Args, ValueEnum};
-use std::io::Read as _;
+use clap::Args;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tidings_crypto::vapid::{self, VapidKey, VapidSigner};
-use tidings_crypto::webpush::ContentEncoding;
-use tidings_sender::{ClientConfig, Message, PushClient, Subscription, Verdict, prepare};
-use tidings_wire::{Topic, Urgency, endpoint};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tidings_sender::{Subscription, Verdict, prepare};
+use tidings_wire::endpoint;
 
 /// Exit status: 0 accepted, 2 usage or input error (nothing sent), 3 subscription gone
 /// (delete it), 4 rejected (fix the request), 5 try later.
@@ -26,40 +24,8 @@ pub struct SendArgs {
     /// The PushSubscription JSON ({"endpoint","keys":{"p256dh","auth"}}), or - for stdin.
     #[arg(long, value_name = "FILE|-")]
     subscription: PathBuf,
-    /// The message text.
-    #[arg(long, conflicts_with = "payload_file")]
-    payload: Option<String>,
-    /// Read the message from a file (any bytes), or - for stdin.
-    #[arg(long, value_name = "FILE|-")]
-    payload_file: Option<PathBuf>,
-    /// Seconds the push service keeps the message while the browser is offline.
-    #[arg(long, value_name = "SECONDS", default_value_t = tidings_wire::headers::DEFAULT_TTL)]
-    ttl: u32,
-    /// How urgently to deliver (devices on battery may defer low urgency).
-    #[arg(long, value_parser = parse_urgency)]
-    urgency: Option<Urgency>,
-    /// Replaces a pending message with the same topic (1-32 characters of A-Z a-z 0-9 - _).
-    #[arg(long, value_parser = parse_topic)]
-    topic: Option<Topic>,
-    /// Content encoding: aes128gcm (RFC 8291) or the legacy aesgcm.
-    #[arg(long, value_enum, default_value_t = EncodingArg::Aes128gcm)]
-    encoding: EncodingArg,
-    /// Zero bytes to add inside the encryption, to hide the message length.
-    #[arg(long, value_name = "BYTES", default_value_t = 0)]
-    padding: usize,
-    /// VAPID keys: {"publicKey","privateKey"} JSON (as `tidings vapid generate --json` writes), or a PEM private key.
-    /// Without it, the private key is read from TIDINGS_VAPID_PRIVATE_KEY.
-    #[arg(long, value_name = "FILE", env = "TIDINGS_VAPID_KEYS")]
-    vapid_keys: Option<PathBuf>,
-    /// Contact for the push service's operator: mailto:you@example.com or https://example.com.
-    #[arg(long, value_name = "URI", env = "TIDINGS_VAPID_SUBJECT")]
-    vapid_subject: Option<String>,
-    /// Seconds to wait for the push service's answer.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    timeout: u64,
-    /// Also trust the CA certificates in this PEM file (for a push service with a private CA).
-    #[arg(long, value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    message: super::message::MessageArgs,
     /// Print the request and response headers on stderr (endpoint masked).
     #[arg(long, short)]
     verbose: bool,
@@ -68,22 +34,8 @@ pub struct SendArgs {
     curl: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum EncodingArg {
-    Aes128gcm,
-    Aesgcm,
-}
-
-fn parse_urgency(value: &str) -> Result<Urgency, String> {
-    value.parse().map_err(|e: tidings_wire::headers::UrgencyError| e.to_string())
-}
-
-fn parse_topic(value: &str) -> Result<Topic, String> {
-    value.parse().map_err(|e: tidings_wire::headers::TopicError| e.to_string())
-}
-
 pub fn run(args: SendArgs) -> Result<Code> {
-    let stdin_users = [Some(args.subscription.as_path()), args.payload_file.as_deref()]
+    let stdin_users = [Some(args.subscription.as_path()), args.message.payload_file.as_deref()]
         .iter()
         .filter(|p| p.is_some_and(is_stdin))
         .count();
@@ -93,24 +45,9 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let subscription_text = read_text(&args.subscription).context("cannot read the subscription")?;
     let subscription =
         Subscription::parse(&subscription_text).context("the subscription cannot be sent to")?;
-    let payload = match (&args.payload, &args.payload_file) {
-        (Some(text), _) => text.clone().into_bytes(),
-        (None, Some(path)) => read_bytes(path).context("cannot read the payload file")?,
-        (None, None) => Vec::new(),
-    };
-    let signer = signer(&args)?;
-    let extra_roots = super::ca_certificates(args.ca_file.as_deref())?;
-    let message = Message {
-        payload: payload.into(),
-        ttl: args.ttl,
-        urgency: args.urgency,
-        topic: args.topic.clone(),
-        encoding: match args.encoding {
-            EncodingArg::Aes128gcm => ContentEncoding::Aes128gcm,
-            EncodingArg::Aesgcm => ContentEncoding::Aesgcm,
-        },
-        padding: args.padding,
-    };
+    let message = args.message.message()?;
+    let signer = args.message.signer()?;
+    let client = args.message.client()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let request = prepare(&subscription, &message, signer.as_ref(), now)?;
 
@@ -127,11 +64,6 @@ pub fn run(args: SendArgs) -> Result<Code> {
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = PushClient::new(ClientConfig {
-        timeout: Duration::from_secs(args.timeout),
-        extra_roots,
-        ..Default::default()
-    });
     let response = match runtime.block_on(client.send(request)) {
         Ok(response) => response,
         Err(error) => {
@@ -178,50 +110,6 @@ fn report(response: &tidings_sender::Response) -> Result<Code> {
         Verdict::Rejected => Code::Rejected,
         Verdict::RetryLater => Code::TryLater,
     })
-}
-
-/// The VAPID signer from `--vapid-keys` or `TIDINGS_VAPID_PRIVATE_KEY`, with a subject that
-/// the strictest push service accepts; `None` when no key is given (unrestricted subscriptions).
-fn signer(args: &SendArgs) -> Result<Option<VapidSigner>> {
-    let key = match &args.vapid_keys {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            VapidKey::parse(&text).with_context(|| format!("{} holds no usable VAPID key", path.display()))?
-        }
-        None => match std::env::var("TIDINGS_VAPID_PRIVATE_KEY") {
-            Ok(text) => {
-                VapidKey::parse(&text).context("TIDINGS_VAPID_PRIVATE_KEY holds no usable VAPID key")?
-            }
-            Err(_) => {
-                if args.vapid_subject.is_some() {
-                    bail!(
-                        "--vapid-subject needs a key: give --vapid-keys FILE or set TIDINGS_VAPID_PRIVATE_KEY"
-                    );
-                }
-                return Ok(None);
-            }
-        },
-    };
-    let Some(subject) = &args.vapid_subject else {
-        bail!("VAPID needs a contact: add --vapid-subject mailto:you@example.com (or an https:// URL)");
-    };
-    vapid::validate_subject(subject)?;
-    Ok(Some(VapidSigner::new(key, Some(subject.clone()))))
-}
-
-fn is_stdin(path: &Path) -> bool {
-    path.as_os_str() == "-"
-}
-
-fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
-    if is_stdin(path) {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes)?;
-        Ok(bytes)
-    } else {
-        std::fs::read(path)
-    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
