@@ -17,6 +17,8 @@ pub enum Code {
     Rejected = 4,
     /// Try later (429, 5xx, no answer).
     TryLater = 5,
+    /// Stopped by Ctrl-C before the end (a broadcast can be resumed).
+    Interrupted = 130,
 }
 
 impl From<Code> for ExitCode {

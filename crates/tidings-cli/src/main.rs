@@ -23,6 +23,8 @@ enum Command {
     /// Create and check VAPID keys (the application server's identity).
     #[command(subcommand)]
     Vapid(cmd::vapid::VapidCommand),
+    /// Send one message to a list of subscriptions (any length), with a report of failures.
+    Broadcast(Box<cmd::broadcast::BroadcastArgs>),
     /// Send one message to one subscription on any push service.
     Send(Box<cmd::send::SendArgs>),
 }
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => cmd::listen::run(*args),
         Command::Vapid(command) => cmd::vapid::run(command),
         Command::Send(args) => cmd::send::run(*args),
+        Command::Broadcast(args) => cmd::broadcast::run(*args),
     };
     match result {
         Ok(code) => code.into(),

@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+pub mod broadcast;
 pub mod listen;
 pub mod message;
 pub mod send;
