@@ -5,6 +5,7 @@
 //! The push-service benchmarks start a `tidings serve` of their own (from the same build),
 //! or measure any push service given by `--url ws://...`.
 
+mod broadcast;
 mod connections;
 mod load;
 mod prepare;
@@ -28,6 +29,8 @@ enum Bench {
     Prepare(prepare::Args),
     /// Push service memory per idle, registered connection.
     Connections(connections::Args),
+    /// `tidings broadcast` to a local sink: a million subscriptions, memory, npm web-push beside it.
+    Broadcast(broadcast::Args),
     /// Push service end-to-end throughput and latency (POST to delivered and acked).
     Throughput(throughput::Args),
     /// Many user agents reconnecting at once to stored messages.
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Prepare(args) => prepare::run(&args),
         Bench::Connections(args) => connections::run(&args),
         Bench::Throughput(args) => throughput::run(&args),
+        Bench::Broadcast(args) => broadcast::run(&args),
         Bench::Storm(args) => storm::storm(&args),
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),
