@@ -163,10 +163,10 @@ async fn ten_thousand_subscriptions_on_four_push_services() {
     for (i, line) in all.iter().enumerate() {
         input.push_str(&line.to_string());
         input.push('\n');
-        if let Some(kind) = line["endpoint"].as_str().and_then(|e| e.split('/').nth(3)) {
-            if kind == "gone" || kind == "reject" {
-                expected_report.insert(i as u64 + 1, if kind == "gone" { "gone" } else { "rejected" });
-            }
+        if let Some(kind) = line["endpoint"].as_str().and_then(|e| e.split('/').nth(3))
+            && (kind == "gone" || kind == "reject")
+        {
+            expected_report.insert(i as u64 + 1, if kind == "gone" { "gone" } else { "rejected" });
         }
     }
     let bad = [

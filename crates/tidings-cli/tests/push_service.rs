@@ -484,3 +484,29 @@ async fn sigterm_closes_websockets_with_going_away() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_redis_store_delivers_and_survives_kill_9() {
+    let prefix = format!("tidings-test-serve-{}", std::process::id());
+    let mut service = Service::start(&["--store", "redis://127.0.0.1:6379/", "--redis-prefix", &prefix]);
+    let (sender, mut agent, sub) = subscribed(&service).await;
+    assert_eq!(sender.push(&sub, "live over redis").await.status, 201);
+    let n = agent.notification().await;
+    assert_eq!(sub.decrypt(&n), b"live over redis");
+    agent.ack(&n).await;
+    let uaid = agent.uaid.clone();
+    agent.close().await;
+    for i in 0..5 {
+        assert_eq!(sender.push(&sub, &format!("stored {i}")).await.status, 201);
+    }
+    service.kill9();
+    service.restart();
+    let mut agent = Agent::hello(&service.ws_url(), Some(&uaid)).await;
+    assert_eq!(agent.uaid, uaid);
+    for i in 0..5 {
+        let n = agent.notification().await;
+        assert_eq!(sub.decrypt(&n), format!("stored {i}").as_bytes());
+        agent.ack(&n).await;
+    }
+    assert!(agent.try_recv(Duration::from_millis(300)).await.is_none(), "the acked message came back");
+}

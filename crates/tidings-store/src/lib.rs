@@ -4,6 +4,7 @@
 //!   order, and the node that holds a uaid's connection.
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
 //!   with group commit (see the module for the choice and its reasons).
+//! * [`redis`]: a shared Redis (or Valkey), for several nodes.
 //! * [`conformance`]: the test suite every backend must pass (feature `conformance`).
 //!
 //! Durability contract: when a write returns `Ok`, it survives a crash of the process.
@@ -11,6 +12,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+pub mod redis;
 
 use std::future::Future;
 use tidings_wire::{ChannelId, Uaid};

@@ -293,7 +293,7 @@ impl Progress {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(tally.done());
-                if tally.done() % 256 == 0 {
+                if tally.done().is_multiple_of(256) {
                     bar.set_message(tally.line());
                 }
             }

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tidings_push::{Config, Server};
+use tidings_store::Store;
 use tidings_store::embedded::EmbeddedStore;
+use tidings_store::redis::RedisStore;
 
 /// Every option can also be set with the environment variable shown, or as the same name in
 /// snake_case in the TOML file given with --config. Flags win over the environment, the
@@ -26,6 +28,13 @@ pub struct ServeArgs {
     /// https://push.example.com [default: http://<listen>].
     #[arg(long, env = "TIDINGS_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
+    /// Storage: "embedded" (a database in --data-dir), or a Redis URL
+    /// (redis://[user:password@]host[:port][/db]) shared by several nodes [default: embedded].
+    #[arg(long, env = "TIDINGS_STORE", value_name = "embedded|URL")]
+    store: Option<String>,
+    /// Prefix of every Redis key, so that deployments can share a server [default: tidings].
+    #[arg(long, env = "TIDINGS_REDIS_PREFIX", value_name = "PREFIX")]
+    redis_prefix: Option<String>,
     /// Where the database and the endpoint keys live [default: ./tidings-data].
     #[arg(long, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -73,6 +82,8 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     public_url: Option<String>,
+    store: Option<String>,
+    redis_prefix: Option<String>,
     data_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -98,6 +109,8 @@ pub fn run(args: ServeArgs) -> Result<Code> {
         None => FileConfig::default(),
     };
     init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or("info"))?;
+    let store = args.store.clone().or(file.store.clone()).unwrap_or_else(|| "embedded".into());
+    let prefix = args.redis_prefix.clone().or(file.redis_prefix.clone()).unwrap_or_else(|| "tidings".into());
     let config = config(args, file)?;
     // Every WebSocket is a file descriptor: use all the process may have.
     if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -105,19 +118,42 @@ pub fn run(args: ServeArgs) -> Result<Code> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store = EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
-        let (listen, public_url, data_dir) = (config.listen, config.public_url.clone(), config.data_dir.clone());
-        let server = Server::bind(config, store).await?;
-        tracing::info!(
-            listen = %server.local_addr(),
-            public_url,
-            data_dir = %data_dir.display(),
-            startup_ms = started.elapsed().as_millis() as u64,
-            "tidings serve is ready: user agents connect to ws://{listen}/, application servers POST to their endpoints"
-        );
-        server.run(shutdown_signal()).await;
-        Ok(Code::Ok)
+        if store == "embedded" {
+            let embedded =
+                EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
+            serve_on(config, embedded, "embedded", started).await
+        } else if store.starts_with("redis://") {
+            let redis = RedisStore::connect(&store, &prefix)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {}", redacted(&store)))?;
+            serve_on(config, redis, "redis", started).await
+        } else {
+            bail!("--store must be \"embedded\" or a redis:// URL")
+        }
     })
+}
+
+async fn serve_on<S: Store>(config: Config, store: S, kind: &str, started: Instant) -> Result<Code> {
+    let (listen, public_url, data_dir) = (config.listen, config.public_url.clone(), config.data_dir.clone());
+    let server = Server::bind(config, store).await?;
+    tracing::info!(
+        listen = %server.local_addr(),
+        public_url,
+        store = kind,
+        data_dir = %data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "tidings serve is ready: user agents connect to ws://{listen}/, application servers POST to their endpoints"
+    );
+    server.run(shutdown_signal()).await;
+    Ok(Code::Ok)
+}
+
+/// A Redis URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {

@@ -70,7 +70,7 @@ pub(crate) fn decrypt_records(key: &RecordKey, record_size: u32, body: &[u8]) ->
     let chunk = record_size as usize + TAG_LEN;
     // A body that ends exactly on a record boundary (including an empty one) has lost its
     // short final record.
-    if body.len() % chunk == 0 {
+    if body.len().is_multiple_of(chunk) {
         return Err(Error::Truncated);
     }
     let mut plaintext = Vec::with_capacity(body.len());

@@ -1,0 +1,402 @@
+//! The Redis backend (Redis 6+, Valkey): the same trait over a shared server, so that
+//! several push-service nodes can share their state.
+//!
+//! Layout: everything of one user agent lives under keys that share the hash tag `{uaid}`,
+//! so it sits in one slot and every multi-step change is one Lua script (atomic):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{U}:u` | string | the user's creation time (exists = the user exists) |
+//! | `P:{U}:c` | hash | channel → key hash (hex) or `-` for unrestricted |
+//! | `P:{U}:n` | hash | channel → pending messages |
+//! | `P:{U}:m` | sorted set | message ids, scored by id (delivery order) |
+//! | `P:{U}:e` | sorted set | message ids, scored by expiry |
+//! | `P:{U}:b` | hash | id → the message record (as in the embedded store) |
+//! | `P:{U}:x` | hash | id → `channel \n expiry \n topic`, for the scripts |
+//! | `P:{U}:t` | hash | `channel:topic` → id |
+//! | `P:{U}:i` | string | the last message id |
+//! | `P:{U}:r` | string | the node holding the connection |
+//! | `P:expiring` | sorted set | users with messages, scored by their earliest expiry |
+//!
+//! `P` is a prefix (default `tidings`), so several deployments (or tests) can share a
+//! server. Expiry follows the embedded store's rules: expired messages are never returned,
+//! and the sweeper removes them, visiting the users in `P:expiring` whose earliest expiry
+//! has passed (a script per user, so each removal is atomic).
+
+use crate::embedded::record;
+use crate::{Channel, Message, MessageId, Result, Saved, Store, StoreError};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands as _, Script};
+use std::sync::LazyLock;
+use tidings_wire::{ChannelId, Uaid};
+
+fn error(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("redis: {e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes one message; shared by the scripts below.
+const REMOVE: &str = r#"
+local function remove(id)
+  local meta = redis.call('HGET', KEYS[7], id)
+  if not meta then return nil end
+  local chid, exp, topic = string.match(meta, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('HDEL', KEYS[7], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZREM', KEYS[5], id)
+  if tonumber(redis.call('HINCRBY', KEYS[3], chid, -1)) < 0 then redis.call('HSET', KEYS[3], chid, 0) end
+  if topic ~= '' and redis.call('HGET', KEYS[8], chid .. ':' .. topic) == id then
+    redis.call('HDEL', KEYS[8], chid .. ':' .. topic)
+  end
+  return chid
+end
+local function expire(now)
+  local count = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)) do
+    if remove(id) then count = count + 1 end
+  end
+  return count
+end
+"#;
+
+/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{REMOVE}
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {{0}} end
+local old = false
+if ARGV[3] ~= '' then
+  local previous = redis.call('HGET', KEYS[8], ARGV[1] .. ':' .. ARGV[3])
+  if previous and remove(previous) then old = previous end
+end
+if not old and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') >= tonumber(ARGV[4]) then return {{2}} end
+local id = redis.call('INCR', KEYS[9])
+redis.call('ZADD', KEYS[4], id, id)
+redis.call('ZADD', KEYS[5], ARGV[2], id)
+redis.call('HSET', KEYS[6], id, ARGV[5])
+redis.call('HSET', KEYS[7], id, ARGV[6])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[8], ARGV[1] .. ':' .. ARGV[3], id) end
+local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+if old then return {{3, id, old, first[2]}} end
+return {{1, id, 0, first[2]}}
+"#
+    ))
+});
+
+/// KEYS as SAVE. ARGV: id chid.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{REMOVE}
+local meta = redis.call('HGET', KEYS[7], ARGV[1])
+if not meta or string.sub(meta, 1, string.len(ARGV[2]) + 1) ~= ARGV[2] .. '\n' then return 0 end
+remove(ARGV[1])
+return 1
+"#
+    ))
+});
+
+/// KEYS as SAVE. ARGV: chid.
+static REMOVE_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{REMOVE}
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local meta = redis.call('HGET', KEYS[7], id)
+  if meta and string.sub(meta, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '\n' then remove(id) end
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"#
+    ))
+});
+
+/// KEYS as SAVE. ARGV: now. Returns {removed, earliest remaining expiry or -1}.
+static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{REMOVE}
+local count = expire(ARGV[1])
+local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+if first[2] then return {{count, first[2]}} end
+return {{count, -1}}
+"#
+    ))
+});
+
+/// KEYS: u c n. ARGV: chid keyhash.
+static ADD_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[3], ARGV[1], 0)
+return 1
+"#,
+    )
+});
+
+/// KEYS: r. ARGV: node. Deletes the routing entry if it still names the node.
+static CLEAR_NODE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    )
+});
+
+/// The Redis store. Cheap to clone (the connection is shared and reconnects by itself).
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), with keys under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(error)?;
+        let redis = ConnectionManager::new(client).await.map_err(error)?;
+        Ok(Self { redis, prefix: prefix.to_owned() })
+    }
+
+    fn keys(&self, uaid: Uaid) -> [String; 9] {
+        let base = format!("{}:{{{}}}", self.prefix, hex(&uaid.0));
+        ["u", "c", "n", "m", "e", "b", "x", "t", "i"].map(|k| format!("{base}:{k}"))
+    }
+
+    fn route(&self, uaid: Uaid) -> String {
+        format!("{}:{{{}}}:r", self.prefix, hex(&uaid.0))
+    }
+
+    fn expiring(&self) -> String {
+        format!("{}:expiring", self.prefix)
+    }
+
+    async fn note_expiry(&self, uaid: Uaid, earliest: Option<i64>) -> Result<()> {
+        let mut redis = self.redis.clone();
+        match earliest {
+            Some(at) => {
+                redis::cmd("ZADD")
+                    .arg(self.expiring())
+                    .arg("LT")
+                    .arg(at)
+                    .arg(hex(&uaid.0))
+                    .query_async::<()>(&mut redis)
+                    .await
+            }
+            None => redis.zrem::<_, _, ()>(self.expiring(), hex(&uaid.0)).await,
+        }
+        .map_err(error)
+    }
+}
+
+fn invoke<'a>(script: &'a Script, keys: &[String]) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    invocation
+}
+
+impl Store for RedisStore {
+    async fn add_user(&self, uaid: Uaid, now: u64) -> Result<bool> {
+        let created: bool = redis::cmd("SET")
+            .arg(&self.keys(uaid)[0])
+            .arg(now)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut self.redis.clone())
+            .await
+            .map_err(error)?
+            .is_some();
+        Ok(!created)
+    }
+
+    async fn user_exists(&self, uaid: Uaid) -> Result<bool> {
+        self.redis.clone().exists(&self.keys(uaid)[0]).await.map_err(error)
+    }
+
+    async fn remove_user(&self, uaid: Uaid) -> Result<()> {
+        let mut keys = self.keys(uaid).to_vec();
+        keys.push(self.route(uaid));
+        self.redis.clone().del::<_, ()>(keys).await.map_err(error)?;
+        self.note_expiry(uaid, None).await
+    }
+
+    async fn add_channel(&self, uaid: Uaid, channel_id: ChannelId, channel: Channel) -> Result<bool> {
+        let keys = self.keys(uaid);
+        let hash = channel.key_hash.map_or("-".to_owned(), |h| hex(&h));
+        let added: i64 = invoke(&ADD_CHANNEL, &keys[..3])
+            .arg(hex(&channel_id.0))
+            .arg(hash)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(added == 1)
+    }
+
+    async fn channel(&self, uaid: Uaid, channel_id: ChannelId) -> Result<Option<Channel>> {
+        let value: Option<String> =
+            self.redis.clone().hget(&self.keys(uaid)[1], hex(&channel_id.0)).await.map_err(error)?;
+        value
+            .map(|v| {
+                if v == "-" {
+                    return Ok(Channel { key_hash: None });
+                }
+                let bytes: Vec<u8> = (0..v.len())
+                    .step_by(2)
+                    .map(|i| v.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| error("corrupt channel"))?;
+                Ok(Channel { key_hash: Some(bytes.try_into().map_err(|_| error("corrupt channel"))?) })
+            })
+            .transpose()
+    }
+
+    async fn remove_channel(&self, uaid: Uaid, channel_id: ChannelId) -> Result<bool> {
+        let removed: i64 = invoke(&REMOVE_CHANNEL, &self.keys(uaid))
+            .arg(hex(&channel_id.0))
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(removed == 1)
+    }
+
+    async fn save_message(&self, uaid: Uaid, message: Message, max_pending: usize) -> Result<Saved> {
+        let topic = message.topic.clone().unwrap_or_default();
+        let meta = format!("{}\n{}\n{topic}", hex(&message.channel_id.0), message.expires_at);
+        let answer: Vec<i64> = invoke(&SAVE, &self.keys(uaid))
+            .arg(hex(&message.channel_id.0))
+            .arg(message.expires_at)
+            .arg(&topic)
+            .arg(max_pending)
+            .arg(record::encode_message(&message))
+            .arg(meta)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        let saved = match answer.as_slice() {
+            [0, ..] => return Ok(Saved::NoChannel),
+            [2, ..] => return Ok(Saved::Full),
+            [1, id, _, first] => (Saved::Stored(*id as MessageId), *first),
+            [3, id, old, first] => (Saved::Replaced { id: *id as MessageId, old: *old as MessageId }, *first),
+            _ => return Err(error("unexpected answer from the save script")),
+        };
+        self.note_expiry(uaid, Some(saved.1)).await?;
+        Ok(saved.0)
+    }
+
+    async fn messages(
+        &self,
+        uaid: Uaid,
+        after: Option<MessageId>,
+        limit: usize,
+        now: u64,
+    ) -> Result<Vec<Message>> {
+        let keys = self.keys(uaid);
+        let mut redis = self.redis.clone();
+        let start = after.map_or(0, |a| a + 1);
+        let mut found = Vec::new();
+        let mut from = start;
+        while found.len() < limit {
+            let ids: Vec<u64> =
+                redis.zrangebyscore_limit(&keys[3], from, "+inf", 0, limit as isize).await.map_err(error)?;
+            let Some(&last) = ids.last() else { break };
+            let records: Vec<Option<Vec<u8>>> =
+                redis::cmd("HMGET").arg(&keys[5]).arg(&ids).query_async(&mut redis).await.map_err(error)?;
+            for (id, bytes) in ids.iter().zip(records) {
+                if let Some(bytes) = bytes {
+                    let message = record::decode_message(*id, &bytes)?;
+                    if message.expires_at > now && found.len() < limit {
+                        found.push(message);
+                    }
+                }
+            }
+            if ids.len() < limit {
+                break;
+            }
+            from = last + 1;
+        }
+        Ok(found)
+    }
+
+    async fn delete_message(&self, uaid: Uaid, channel_id: ChannelId, id: MessageId) -> Result<bool> {
+        let deleted: i64 = invoke(&DELETE, &self.keys(uaid))
+            .arg(id)
+            .arg(hex(&channel_id.0))
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(deleted == 1)
+    }
+
+    async fn sweep_expired(&self, now: u64, limit: usize) -> Result<usize> {
+        let mut redis = self.redis.clone();
+        let users: Vec<String> = redis
+            .zrangebyscore_limit(self.expiring(), "-inf", now, 0, limit as isize)
+            .await
+            .map_err(error)?;
+        let mut swept = 0;
+        for user in users {
+            let mut bytes = [0u8; 16];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = user.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+            }
+            let uaid = Uaid(bytes);
+            let answer: Vec<i64> =
+                invoke(&SWEEP, &self.keys(uaid)).arg(now).invoke_async(&mut redis).await.map_err(error)?;
+            swept += answer.first().copied().unwrap_or(0) as usize;
+            match answer.get(1).copied() {
+                Some(next) if next >= 0 => {
+                    redis.zadd::<_, _, _, ()>(self.expiring(), &user, next).await.map_err(error)?;
+                }
+                _ => redis.zrem::<_, _, ()>(self.expiring(), &user).await.map_err(error)?,
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn set_node(&self, uaid: Uaid, node: &str) -> Result<()> {
+        self.redis.clone().set::<_, _, ()>(self.route(uaid), node).await.map_err(error)
+    }
+
+    async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
+        self.redis.clone().get(self.route(uaid)).await.map_err(error)
+    }
+
+    async fn clear_node(&self, uaid: Uaid, node: &str) -> Result<()> {
+        invoke(&CLEAR_NODE, &[self.route(uaid)])
+            .arg(node)
+            .invoke_async::<i64>(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store on the test Redis (`TIDINGS_TEST_REDIS`, default the local one), under a
+    /// prefix of its own so that tests do not see each other.
+    async fn fresh() -> RedisStore {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let url = std::env::var("TIDINGS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let prefix = format!(
+            "tidings-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        RedisStore::connect(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("no Redis at {url} ({e}): scripts/test starts one"))
+    }
+
+    crate::conformance_tests!(fresh().await);
+}
