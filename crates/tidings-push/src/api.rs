@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tidings_crypto::ece::aesgcm;
 use tidings_crypto::webpush::ContentEncoding;
-use tidings_store::{Message, Saved, Store};
+use tidings_store::{Message, NodeEvent, Saved, Store};
 use tidings_wire::errno::Errno;
 use tidings_wire::headers::parse_ttl;
 use tidings_wire::{Topic, Urgency};
@@ -230,8 +230,20 @@ async fn accept<S: Store>(
         Saved::NoChannel => return Err(refuse(Errno::Gone, "the subscription has been removed")),
     };
     let message = Message { id, ..message };
-    if !app.registry.deliver(endpoint.uaid, message) {
-        app.metrics.stored.inc();
+    if !app.registry.deliver(endpoint.uaid, message.clone()) {
+        // Connected to another node? Tell it; otherwise the message waits in storage.
+        match app.store.node(endpoint.uaid).await {
+            Ok(Some(node)) if node != app.config.node_id => {
+                if let Err(e) =
+                    app.store.publish(&node, NodeEvent::Deliver { uaid: endpoint.uaid, message }).await
+                {
+                    tracing::warn!(error = %e, "could not tell the node holding the connection; the message waits in storage");
+                }
+            }
+            _ => {
+                app.metrics.stored.inc();
+            }
+        }
     }
     let location =
         app.keys.seal_message(&MessageRef { uaid: endpoint.uaid, channel_id: endpoint.channel_id, id });

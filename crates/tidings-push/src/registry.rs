@@ -104,6 +104,13 @@ impl Registry {
         }
     }
 
+    /// Closes the uaid's connection here, because it connected to another node.
+    pub fn replaced_elsewhere(&self, uaid: Uaid) {
+        if let Some(mailbox) = self.clients.read().unwrap_or_else(|p| p.into_inner()).get(&uaid) {
+            mailbox.replace();
+        }
+    }
+
     /// Hands a message to the uaid's connection on this node; whether there is one.
     pub fn deliver(&self, uaid: Uaid, message: Message) -> bool {
         let mailbox = self.clients.read().unwrap_or_else(|p| p.into_inner()).get(&uaid).cloned();

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::Store;
+use tidings_store::{NodeEvent, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -33,6 +33,9 @@ pub enum StartError {
     /// The endpoint keys cannot be read or created.
     #[error("endpoint keys: {0}")]
     Keys(String),
+    /// The store cannot be used.
+    #[error("storage: {0}")]
+    Store(String),
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
@@ -43,16 +46,29 @@ pub struct Server<S> {
     app: Arc<App<S>>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// What other nodes sharing the store send this one (none for a single-node store).
+    events: Option<tokio::sync::mpsc::Receiver<NodeEvent>>,
 }
 
 impl<S: Store> Server<S> {
     /// Binds the listening socket and loads keys and certificates.
     pub async fn bind(config: Config, store: S) -> Result<Self, StartError> {
-        let keys = endpoint_keys(&config)?;
+        let keys = match &config.endpoint_keys {
+            Some(_) => endpoint_keys(&config)?,
+            // Nodes sharing a store share its keys (the first node's), so that every node
+            // accepts every endpoint; a single-node store keeps them in the data directory.
+            None => match store.shared_endpoint_keys(&TokenKeys::generate_key()).await {
+                Ok(Some(shared)) => TokenKeys::parse(&shared).map_err(|e| StartError::Keys(e.to_string()))?,
+                Ok(None) => endpoint_keys(&config)?,
+                Err(e) => return Err(StartError::Keys(e.to_string())),
+            },
+        };
         let tls = config.tls.as_ref().map(|(cert, key)| tls_acceptor(cert, key)).transpose()?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
-        Ok(Self { app: Arc::new(App::new(config, store, keys)), listener, tls })
+        let events =
+            store.node_events(&config.node_id).await.map_err(|e| StartError::Store(e.to_string()))?;
+        Ok(Self { app: Arc::new(App::new(config, store, keys)), listener, tls, events })
     }
 
     /// The address actually bound (useful with port 0).
@@ -68,9 +84,10 @@ impl<S: Store> Server<S> {
     /// Serves until `shutdown` completes, then stops accepting, tells every WebSocket to
     /// go away (close code 1001, so user agents reconnect), and waits briefly for them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { app, listener, tls } = self;
+        let Self { app, listener, tls, events } = self;
         let service = TowerToHyperService::new(router(app.clone()));
         let sweeper = tokio::spawn(sweep(app.clone()));
+        let events = events.map(|events| tokio::spawn(follow(app.clone(), events)));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -90,6 +107,9 @@ impl<S: Store> Server<S> {
         }
         drop(listener);
         sweeper.abort();
+        if let Some(events) = events {
+            events.abort();
+        }
         app.registry.close_all();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         while app.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
@@ -121,6 +141,19 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Applies what other nodes send: deliveries to connections here, and closing a connection
+/// whose user agent connected elsewhere.
+async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            NodeEvent::Deliver { uaid, message } => {
+                app.registry.deliver(uaid, message);
+            }
+            NodeEvent::Disconnect { uaid } => app.registry.replaced_elsewhere(uaid),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::token::{Endpoint, key_hash};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::{Channel, Message, Store};
+use tidings_store::{Channel, Message, NodeEvent, Store};
 use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
 use tidings_wire::Uaid;
@@ -240,6 +240,13 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 };
                 self.mailbox = Some(app.registry.connect(uaid));
                 app.metrics.online.inc();
+                // One connection per uaid across nodes: the newest wins, the older is told to close.
+                if let Ok(Some(previous)) = app.store.node(uaid).await
+                    && previous != app.config.node_id
+                    && let Err(e) = app.store.publish(&previous, NodeEvent::Disconnect { uaid }).await
+                {
+                    tracing::warn!(error = %e, "could not tell the node of an older connection");
+                }
                 if let Err(e) = app.store.set_node(uaid, &app.config.node_id).await {
                     tracing::warn!(error = %e, "could not record the connection's node");
                 }

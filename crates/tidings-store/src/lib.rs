@@ -75,6 +75,23 @@ pub struct StoreError(pub String);
 /// Storage results.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What one node tells another through the store (multi-node deployments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A message for a user agent connected to the receiving node (already stored).
+    Deliver {
+        /// The user agent.
+        uaid: Uaid,
+        /// The message, with its id.
+        message: Message,
+    },
+    /// The user agent connected to another node: close the connection here.
+    Disconnect {
+        /// The user agent.
+        uaid: Uaid,
+    },
+}
+
 /// Everything the push service keeps. Implementations are shared between all connections
 /// and requests (`Sync`) and every method is safe to call concurrently.
 pub trait Store: Send + Sync + 'static {
@@ -146,4 +163,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve requests now (for `/health`).
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Events other nodes send to `node`, for a store shared by several nodes; `None` for a
+    /// store that serves one node (the default). Also announces that `node` is alive.
+    fn node_events(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>>> + Send {
+        let _ = node;
+        async { Ok(None) }
+    }
+
+    /// Sends an event to another node (a no-op for a single-node store).
+    fn publish(&self, node: &str, event: NodeEvent) -> impl Future<Output = Result<()>> + Send {
+        let _ = (node, event);
+        async { Ok(()) }
+    }
+
+    /// The endpoint keys every node sharing this store uses: the stored ones, or `candidate`
+    /// stored by the first node to ask. `None` for a single-node store (the default), which
+    /// keeps its keys in its data directory.
+    fn shared_endpoint_keys(&self, candidate: &str) -> impl Future<Output = Result<Option<String>>> + Send {
+        let _ = candidate;
+        async { Ok(None) }
+    }
 }

@@ -24,7 +24,7 @@
 //! has passed (a script per user, so each removal is atomic).
 
 use crate::embedded::record;
-use crate::{Channel, Message, MessageId, Result, Saved, Store, StoreError};
+use crate::{Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, Script};
 use std::sync::LazyLock;
@@ -149,16 +149,56 @@ static CLEAR_NODE: LazyLock<Script> = LazyLock::new(|| {
 /// The Redis store. Cheap to clone (the connection is shared and reconnects by itself).
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     redis: ConnectionManager,
     prefix: String,
+}
+
+/// How long a node counts as alive after its last heartbeat (it beats every third of it).
+const ALIVE: u64 = 15;
+
+/// A new subscription to `channel`, if Redis answers.
+async fn resubscribe(client: &redis::Client, channel: &str) -> Option<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await.ok()?;
+    pubsub.subscribe(channel).await.ok()?;
+    Some(pubsub)
+}
+
+fn encode_event(event: &NodeEvent) -> Vec<u8> {
+    match event {
+        NodeEvent::Deliver { uaid, message } => {
+            let mut bytes = vec![1];
+            bytes.extend_from_slice(&uaid.0);
+            bytes.extend_from_slice(&message.id.to_be_bytes());
+            bytes.extend_from_slice(&record::encode_message(message));
+            bytes
+        }
+        NodeEvent::Disconnect { uaid } => {
+            let mut bytes = vec![2];
+            bytes.extend_from_slice(&uaid.0);
+            bytes
+        }
+    }
+}
+
+fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
+    let uaid = Uaid(bytes.get(1..17)?.try_into().ok()?);
+    match bytes.first()? {
+        1 => {
+            let id = record::u64_at(bytes, 17)?;
+            Some(NodeEvent::Deliver { uaid, message: record::decode_message(id, bytes.get(25..)?).ok()? })
+        }
+        2 => Some(NodeEvent::Disconnect { uaid }),
+        _ => None,
+    }
 }
 
 impl RedisStore {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), with keys under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(error)?;
-        let redis = ConnectionManager::new(client).await.map_err(error)?;
-        Ok(Self { redis, prefix: prefix.to_owned() })
+        let redis = ConnectionManager::new(client.clone()).await.map_err(error)?;
+        Ok(Self { client, redis, prefix: prefix.to_owned() })
     }
 
     fn keys(&self, uaid: Uaid) -> [String; 9] {
@@ -362,7 +402,15 @@ impl Store for RedisStore {
     }
 
     async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
-        self.redis.clone().get(self.route(uaid)).await.map_err(error)
+        let mut redis = self.redis.clone();
+        let node: Option<String> = redis.get(self.route(uaid)).await.map_err(error)?;
+        let Some(node) = node else { return Ok(None) };
+        // A route to a node that stopped beating is stale: the node died with the connection.
+        if redis.exists(format!("{}:alive:{node}", self.prefix)).await.map_err(error)? {
+            return Ok(Some(node));
+        }
+        self.clear_node(uaid, &node).await?;
+        Ok(None)
     }
 
     async fn clear_node(&self, uaid: Uaid, node: &str) -> Result<()> {
@@ -376,6 +424,69 @@ impl Store for RedisStore {
 
     async fn ready(&self) -> Result<()> {
         redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
+    }
+
+    async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
+        use futures_util::StreamExt as _;
+        let (events, receiver) = tokio::sync::mpsc::channel(4096);
+        let alive = format!("{}:alive:{node}", self.prefix);
+        let mut redis = self.redis.clone();
+        redis.set_ex::<_, _, ()>(&alive, 1, ALIVE).await.map_err(error)?;
+        let beats = events.clone();
+        tokio::spawn(async move {
+            while !beats.is_closed() {
+                tokio::time::sleep(std::time::Duration::from_secs(ALIVE / 3)).await;
+                if let Err(e) = redis.set_ex::<_, _, ()>(&alive, 1, ALIVE).await {
+                    tracing::warn!(error = %e, "node heartbeat failed");
+                }
+            }
+        });
+        let (client, channel) = (self.client.clone(), format!("{}:node:{node}", self.prefix));
+        // The first subscription is confirmed before returning, so that a node is reachable
+        // once it says it is ready.
+        let mut first = client.get_async_pubsub().await.map_err(error)?;
+        first.subscribe(&channel).await.map_err(error)?;
+        let mut first = Some(first);
+        tokio::spawn(async move {
+            // Subscribed again after every Redis outage.
+            while !events.is_closed() {
+                let pubsub = match first.take() {
+                    Some(pubsub) => Some(pubsub),
+                    None => resubscribe(&client, &channel).await,
+                };
+                if let Some(mut pubsub) = pubsub {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let payload: Vec<u8> = message.get_payload().unwrap_or_default();
+                        if let Some(event) = decode_event(&payload)
+                            && events.send(event).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        Ok(Some(receiver))
+    }
+
+    async fn publish(&self, node: &str, event: NodeEvent) -> Result<()> {
+        let channel = format!("{}:node:{node}", self.prefix);
+        self.redis.clone().publish::<_, _, ()>(channel, encode_event(&event)).await.map_err(error)
+    }
+
+    async fn shared_endpoint_keys(&self, candidate: &str) -> Result<Option<String>> {
+        let key = format!("{}:endpoint-keys", self.prefix);
+        let mut redis = self.redis.clone();
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(candidate)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut redis)
+            .await
+            .map_err(error)?;
+        redis.get(&key).await.map_err(error)
     }
 }
 
@@ -399,4 +510,43 @@ mod tests {
     }
 
     crate::conformance_tests!(fresh().await);
+
+    #[tokio::test]
+    async fn nodes_reach_each_other_and_share_endpoint_keys() {
+        let (a, b) = (fresh().await, fresh().await);
+        let b = RedisStore { prefix: a.prefix.clone(), ..b };
+        let mut events = a.node_events("node-a").await.unwrap().unwrap();
+        let message = crate::conformance::message(ChannelId([1; 16]), "hello", Some("t"));
+        let message = Message { id: 42, ..message };
+        let uaid = Uaid([9; 16]);
+        // The subscription is set up asynchronously: publish until it is heard.
+        let mut heard = None;
+        for _ in 0..50 {
+            b.publish("node-a", NodeEvent::Deliver { uaid, message: message.clone() }).await.unwrap();
+            if let Ok(Some(event)) =
+                tokio::time::timeout(std::time::Duration::from_millis(100), events.recv()).await
+            {
+                heard = Some(event);
+                break;
+            }
+        }
+        assert_eq!(heard, Some(NodeEvent::Deliver { uaid, message }));
+        b.publish("node-a", NodeEvent::Disconnect { uaid }).await.unwrap();
+        let next = loop {
+            match events.recv().await.unwrap() {
+                NodeEvent::Disconnect { uaid } => break uaid,
+                NodeEvent::Deliver { .. } => continue,
+            }
+        };
+        assert_eq!(next, uaid);
+        // Routing: a node that beats is found; one that does not is forgotten.
+        a.set_node(uaid, "node-a").await.unwrap();
+        assert_eq!(b.node(uaid).await.unwrap().as_deref(), Some("node-a"));
+        a.set_node(uaid, "node-dead").await.unwrap();
+        assert_eq!(b.node(uaid).await.unwrap(), None);
+        assert_eq!(a.node(uaid).await.unwrap(), None, "the stale route was removed");
+        // The first node's keys win.
+        assert_eq!(a.shared_endpoint_keys("first").await.unwrap().as_deref(), Some("first"));
+        assert_eq!(b.shared_endpoint_keys("second").await.unwrap().as_deref(), Some("first"));
+    }
 }
