@@ -34,7 +34,17 @@ fn tidings_send(dir: &std::path::Path, subscription: &Value, text: &str) -> (i32
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_subscribes_receives_acks_and_unsubscribes() {
-    let service = Service::start(&[]);
+    firefox_end_to_end(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_end_to_end_on_the_redis_store() {
+    let prefix = format!("tidings-test-firefox-{}", std::process::id());
+    firefox_end_to_end(&["--store", "redis://127.0.0.1:6379/", "--redis-prefix", &prefix]).await;
+}
+
+async fn firefox_end_to_end(serve_args: &[&str]) {
+    let service = Service::start(serve_args);
     let dir = service.data_dir.with_extension("firefox");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

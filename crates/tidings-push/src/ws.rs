@@ -272,8 +272,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
             Command::Ack(acked) => {
                 let uaid = self.uaid();
                 for (channel_id, id) in &acked {
-                    if app.store.delete_message(uaid, *channel_id, *id).await.map_err(unavailable)? {
-                        app.metrics.acked.inc();
+                    // If storage is down the message stays and comes again on the next
+                    // connection (the user agent recognises it); the connection stays up.
+                    match app.store.delete_message(uaid, *channel_id, *id).await {
+                        Ok(true) => {
+                            app.metrics.acked.inc();
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not delete an acknowledged message"),
                     }
                 }
                 self.session.acked(acked.into_iter().map(|(_, id)| id));
