@@ -91,3 +91,75 @@ async fn one_connection_per_user_agent_across_nodes() {
     assert_eq!(sender.client.send(request).await.unwrap().status, 201);
     assert_eq!(sub.decrypt(&second.notification().await), b"followed you");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_node_under_load_loses_nothing() {
+    use std::collections::{HashMap, HashSet};
+    let prefix = format!("tidings-test-kill-{}", std::process::id());
+    let mut nodes = nodes(&prefix);
+    let sender = Sender::new();
+    // Six user agents, two per node; those of node 0 will lose their node.
+    let mut agents = Vec::new();
+    for i in 0..6 {
+        let mut agent = Agent::hello(&nodes[i % 3].ws_url(), None).await;
+        let sub = agent.register(None).await;
+        agents.push((agent, sub, i % 3));
+    }
+    let mut accepted: HashMap<usize, HashSet<String>> = HashMap::new();
+    let mut received: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut killed = false;
+    for k in 0..240 {
+        if k == 80 {
+            nodes[0].kill9();
+            killed = true;
+        }
+        let who = k % 6;
+        // Senders go through the nodes in turn (the dead one refuses connections).
+        let node = &nodes[k % 3];
+        let mut message = Message::new(format!("m{k}").into_bytes());
+        message.ttl = 600;
+        let request = prepare(&via(&agents[who].1, node), &message, None, common::push::now()).unwrap();
+        if let Ok(response) = sender.client.send(request).await {
+            assert!(response.status == 201 || response.status == 503, "{response:?}");
+            if response.status == 201 {
+                accepted.entry(who).or_default().insert(format!("m{k}"));
+            }
+        }
+        for (i, (agent, sub, home)) in agents.iter_mut().enumerate() {
+            // The user agents of the dead node come back through node 1.
+            if killed && *home == 0 {
+                let uaid = agent.uaid.clone();
+                *agent = Agent::hello(&nodes[1].ws_url(), Some(&uaid)).await;
+                assert_eq!(agent.uaid, uaid);
+                *home = 1;
+            }
+            while let Some(n) = agent.try_recv(Duration::from_millis(5)).await {
+                received.entry(i).or_default().push(String::from_utf8(sub.decrypt(&n)).unwrap());
+                agent.ack(&n).await;
+            }
+        }
+    }
+    for (i, (agent, sub, _)) in agents.iter_mut().enumerate() {
+        while let Some(n) = agent.try_recv(Duration::from_millis(300)).await {
+            received.entry(i).or_default().push(String::from_utf8(sub.decrypt(&n)).unwrap());
+            agent.ack(&n).await;
+        }
+    }
+    for i in 0..6 {
+        let got = received.get(&i).cloned().unwrap_or_default();
+        let distinct: HashSet<String> = got.iter().cloned().collect();
+        let lost: Vec<_> =
+            accepted.get(&i).cloned().unwrap_or_default().difference(&distinct).cloned().collect();
+        assert!(lost.is_empty(), "user agent {i} lost {lost:?}");
+        // Only an ack that died with node 0 may bring a message twice.
+        if i % 3 != 0 {
+            assert_eq!(got.len(), distinct.len(), "user agent {i} got a duplicate: {got:?}");
+        }
+    }
+    // Everything is acked now: coming back brings nothing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (agent, _, _) in &agents {
+        let mut again = Agent::hello(&nodes[2].ws_url(), Some(&agent.uaid)).await;
+        assert!(again.try_recv(Duration::from_millis(200)).await.is_none(), "an acked message came back");
+    }
+}
