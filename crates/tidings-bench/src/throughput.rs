@@ -30,19 +30,69 @@ pub struct Args {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// Nodes sharing one Redis (`--store`); user agents are spread over them and every message
+    /// is POSTed to a node other than the one its user agent is on.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The store of the nodes we start: "embedded" or a Redis URL.
+    #[arg(long, default_value = "embedded")]
+    store: String,
 }
+
+/// The public URL of a multi-node deployment (the load balancer's, not reachable here).
+const PUBLIC: &str = "http://push.bench.test";
 
 pub fn run(args: &Args) -> Result<()> {
-    let service = Service::start(&args.target)?;
+    let mut services = Vec::new();
+    if args.nodes > 1 || args.store != "embedded" {
+        let prefix = format!("tidings-bench-{}", std::process::id());
+        for node in 0..args.nodes.max(1) {
+            let mut serve = args.target.serve_args.clone();
+            serve.extend(["--store".into(), args.store.clone(), "--redis-prefix".into(), prefix.clone()]);
+            serve.extend(["--node-id".into(), format!("node-{node}"), "--public-url".into(), PUBLIC.into()]);
+            services.push(Service::spawn(&serve)?);
+        }
+    } else {
+        services.push(Service::start(&args.target)?);
+    }
+    let urls: Vec<String> = services.iter().map(|s| s.ws_url.clone()).collect();
+    let behind_public_url = args.nodes > 1 || args.store != "embedded";
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(measure(args, &service.ws_url))
+    runtime.block_on(measure(args, &urls, behind_public_url))
 }
 
-async fn measure(args: &Args, url: &str) -> Result<()> {
+/// The request sent through the node at `ws_url` instead of the public URL.
+fn through(request: &http::Request<bytes::Bytes>, ws_url: &str) -> http::Request<bytes::Bytes> {
+    let origin = ws_url.replace("ws://", "http://");
+    let uri = request.uri().to_string().replace(PUBLIC, origin.trim_end_matches('/'));
+    let mut copy = tidings_sender::duplicate(request);
+    *copy.uri_mut() = uri.parse().expect("a valid URL");
+    copy
+}
+
+async fn measure(args: &Args, urls: &[String], behind_public_url: bool) -> Result<()> {
     let signer = load::signer();
-    let agents = load::subscribe(url, args.clients, 256, Some(&signer), None).await?;
+    let mut agents = Vec::new();
+    for (n, url) in urls.iter().enumerate() {
+        let share = args.clients / urls.len() + usize::from(n < args.clients % urls.len());
+        agents.extend(load::subscribe(url, share, 256, Some(&signer), None).await?);
+    }
+    // Agent i is on node i / share; its messages go through the next node.
+    let per_node = args.clients.div_ceil(urls.len());
     let endpoints: Vec<String> = agents.iter().map(|a| a.endpoint.clone()).collect();
-    let requests = Arc::new(load::requests(&endpoints, &signer, args.payload, 60)?);
+    let requests = load::requests(&endpoints, &signer, args.payload, 60)?;
+    let requests = Arc::new(if behind_public_url {
+        requests.iter().enumerate().map(|(i, r)| through(r, &urls[(i / per_node + 1) % urls.len()])).collect()
+    } else {
+        requests
+    });
+    if urls.len() > 1 {
+        println!(
+            "{} nodes on {}, each message POSTed to a node other than its user agent's",
+            urls.len(),
+            args.store
+        );
+    }
     let epoch = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..args.clients).map(|_| AtomicU64::new(0)).collect());
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(1 << 20)));

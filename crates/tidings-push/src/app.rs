@@ -29,12 +29,13 @@ impl<S> App<S> {
     /// Shared state for a store and its settings.
     pub fn new(config: Config, store: S, keys: TokenKeys) -> Self {
         let audience = origin(&config.public_url);
+        let metrics = Metrics::new(&config.node_id);
         Self {
             config,
             store,
             registry: Registry::default(),
             keys,
-            metrics: Metrics::new(),
+            metrics,
             audience,
             vapid: VapidCache::default(),
         }

@@ -14,6 +14,13 @@ pub struct ErrnoLabel {
     pub errno: u16,
 }
 
+/// Labels for the node this process is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// The node id (`--node-id`).
+    pub node: String,
+}
+
 /// Everything the service counts.
 pub struct Metrics {
     registry: Registry,
@@ -37,11 +44,13 @@ pub struct Metrics {
     pub accept_seconds: Histogram,
     /// Seconds from a POST's 201 to the notification being written to the user agent.
     pub delivery_seconds: Histogram,
+    /// Always 1, labelled with the node id, so that per-node series can be told apart.
+    pub node: Family<NodeLabel, Gauge>,
 }
 
 impl Metrics {
-    /// Registers every metric under the `tidings_` prefix.
-    pub fn new() -> Self {
+    /// Registers every metric under the `tidings_` prefix, for the node `node_id`.
+    pub fn new(node_id: &str) -> Self {
         let mut registry = Registry::with_prefix("tidings");
         let buckets =
             || Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]);
@@ -56,8 +65,10 @@ impl Metrics {
             errors: Family::default(),
             accept_seconds: buckets(),
             delivery_seconds: buckets(),
+            node: Family::default(),
             registry: Registry::default(),
         };
+        metrics.node.get_or_create(&NodeLabel { node: node_id.to_owned() }).set(1);
         registry.register("websocket_connections", "Open WebSocket connections", metrics.connections.clone());
         registry.register("user_agents_online", "Connections that completed hello", metrics.online.clone());
         registry.register("messages_accepted", "Messages answered 201", metrics.accepted.clone());
@@ -92,11 +103,5 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
         text
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -165,7 +165,7 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// Events other nodes send to `node`, for a store shared by several nodes; `None` for a
-    /// store that serves one node (the default). Also announces that `node` is alive.
+    /// store that serves one node (the default).
     fn node_events(
         &self,
         node: &str,
@@ -174,10 +174,12 @@ pub trait Store: Send + Sync + 'static {
         async { Ok(None) }
     }
 
-    /// Sends an event to another node (a no-op for a single-node store).
-    fn publish(&self, node: &str, event: NodeEvent) -> impl Future<Output = Result<()>> + Send {
+    /// Sends an event to another node; whether a running node heard it (a route to a node
+    /// that hears nothing is stale: that node died with its connections). A single-node
+    /// store hears nothing (the default).
+    fn publish(&self, node: &str, event: NodeEvent) -> impl Future<Output = Result<bool>> + Send {
         let _ = (node, event);
-        async { Ok(()) }
+        async { Ok(false) }
     }
 
     /// The endpoint keys every node sharing this store uses: the stored ones, or `candidate`

@@ -154,9 +154,6 @@ pub struct RedisStore {
     prefix: String,
 }
 
-/// How long a node counts as alive after its last heartbeat (it beats every third of it).
-const ALIVE: u64 = 15;
-
 /// A new subscription to `channel`, if Redis answers.
 async fn resubscribe(client: &redis::Client, channel: &str) -> Option<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await.ok()?;
@@ -306,25 +303,33 @@ impl Store for RedisStore {
     async fn save_message(&self, uaid: Uaid, message: Message, max_pending: usize) -> Result<Saved> {
         let topic = message.topic.clone().unwrap_or_default();
         let meta = format!("{}\n{}\n{topic}", hex(&message.channel_id.0), message.expires_at);
-        let answer: Vec<i64> = invoke(&SAVE, &self.keys(uaid))
+        // The sweeper's index takes the earlier of what it has and this message's expiry, so
+        // it needs no answer from the save and goes out alongside it: one round trip in all.
+        // (Should the save then fail, the sweeper only finds nothing to do for this user.)
+        let (mut index, mut redis) = (self.redis.clone(), self.redis.clone());
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(self.expiring()).arg("LT").arg(message.expires_at).arg(hex(&uaid.0));
+        let noted = zadd.query_async::<()>(&mut index);
+        let keys = self.keys(uaid);
+        let mut invocation = invoke(&SAVE, &keys);
+        let saving = invocation
             .arg(hex(&message.channel_id.0))
             .arg(message.expires_at)
             .arg(&topic)
             .arg(max_pending)
             .arg(record::encode_message(&message))
             .arg(meta)
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(error)?;
-        let saved = match answer.as_slice() {
-            [0, ..] => return Ok(Saved::NoChannel),
-            [2, ..] => return Ok(Saved::Full),
-            [1, id, _, first] => (Saved::Stored(*id as MessageId), *first),
-            [3, id, old, first] => (Saved::Replaced { id: *id as MessageId, old: *old as MessageId }, *first),
-            _ => return Err(error("unexpected answer from the save script")),
-        };
-        self.note_expiry(uaid, Some(saved.1)).await?;
-        Ok(saved.0)
+            .invoke_async::<Vec<i64>>(&mut redis);
+        let (answer, noted) = tokio::join!(saving, noted);
+        let answer = answer.map_err(error)?;
+        noted.map_err(error)?;
+        match answer.as_slice() {
+            [0, ..] => Ok(Saved::NoChannel),
+            [2, ..] => Ok(Saved::Full),
+            [1, id, ..] => Ok(Saved::Stored(*id as MessageId)),
+            [3, id, old, ..] => Ok(Saved::Replaced { id: *id as MessageId, old: *old as MessageId }),
+            _ => Err(error("unexpected answer from the save script")),
+        }
     }
 
     async fn messages(
@@ -402,15 +407,7 @@ impl Store for RedisStore {
     }
 
     async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
-        let mut redis = self.redis.clone();
-        let node: Option<String> = redis.get(self.route(uaid)).await.map_err(error)?;
-        let Some(node) = node else { return Ok(None) };
-        // A route to a node that stopped beating is stale: the node died with the connection.
-        if redis.exists(format!("{}:alive:{node}", self.prefix)).await.map_err(error)? {
-            return Ok(Some(node));
-        }
-        self.clear_node(uaid, &node).await?;
-        Ok(None)
+        self.redis.clone().get(self.route(uaid)).await.map_err(error)
     }
 
     async fn clear_node(&self, uaid: Uaid, node: &str) -> Result<()> {
@@ -429,18 +426,6 @@ impl Store for RedisStore {
     async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
         use futures_util::StreamExt as _;
         let (events, receiver) = tokio::sync::mpsc::channel(4096);
-        let alive = format!("{}:alive:{node}", self.prefix);
-        let mut redis = self.redis.clone();
-        redis.set_ex::<_, _, ()>(&alive, 1, ALIVE).await.map_err(error)?;
-        let beats = events.clone();
-        tokio::spawn(async move {
-            while !beats.is_closed() {
-                tokio::time::sleep(std::time::Duration::from_secs(ALIVE / 3)).await;
-                if let Err(e) = redis.set_ex::<_, _, ()>(&alive, 1, ALIVE).await {
-                    tracing::warn!(error = %e, "node heartbeat failed");
-                }
-            }
-        });
         let (client, channel) = (self.client.clone(), format!("{}:node:{node}", self.prefix));
         // The first subscription is confirmed before returning, so that a node is reachable
         // once it says it is ready.
@@ -471,9 +456,10 @@ impl Store for RedisStore {
         Ok(Some(receiver))
     }
 
-    async fn publish(&self, node: &str, event: NodeEvent) -> Result<()> {
+    async fn publish(&self, node: &str, event: NodeEvent) -> Result<bool> {
         let channel = format!("{}:node:{node}", self.prefix);
-        self.redis.clone().publish::<_, _, ()>(channel, encode_event(&event)).await.map_err(error)
+        let heard: i64 = self.redis.clone().publish(channel, encode_event(&event)).await.map_err(error)?;
+        Ok(heard > 0)
     }
 
     async fn shared_endpoint_keys(&self, candidate: &str) -> Result<Option<String>> {
@@ -539,12 +525,9 @@ mod tests {
             }
         };
         assert_eq!(next, uaid);
-        // Routing: a node that beats is found; one that does not is forgotten.
-        a.set_node(uaid, "node-a").await.unwrap();
-        assert_eq!(b.node(uaid).await.unwrap().as_deref(), Some("node-a"));
-        a.set_node(uaid, "node-dead").await.unwrap();
-        assert_eq!(b.node(uaid).await.unwrap(), None);
-        assert_eq!(a.node(uaid).await.unwrap(), None, "the stale route was removed");
+        // A node that is running hears; one that is not does not.
+        assert!(b.publish("node-a", NodeEvent::Disconnect { uaid }).await.unwrap());
+        assert!(!b.publish("node-dead", NodeEvent::Disconnect { uaid }).await.unwrap());
         // The first node's keys win.
         assert_eq!(a.shared_endpoint_keys("first").await.unwrap().as_deref(), Some("first"));
         assert_eq!(b.shared_endpoint_keys("second").await.unwrap().as_deref(), Some("first"));
