@@ -8,7 +8,8 @@
 //! [`Session::notification`], which remembers what is in flight so that a message reaching
 //! the connection twice (from storage at hello, and live) is sent once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 use tidings_crypto::b64;
 use tidings_crypto::webpush::PublicKey;
 use tidings_store::{Message, MessageId};
@@ -18,6 +19,11 @@ use tidings_wire::{ChannelId, Uaid};
 /// The most messages sent and not yet acknowledged on one connection; past it, delivery
 /// pauses until acks arrive (they stay stored meanwhile).
 pub const MAX_IN_FLIGHT: usize = 10_000;
+
+/// How long an acknowledged id is remembered. A message reaches a connection twice when it
+/// is read from storage (at hello, or after the mailbox overflowed) in the moment between its
+/// save and its hand-over to the mailbox; that moment is milliseconds, this is generous.
+pub const ACK_MEMORY: Duration = Duration::from_secs(10);
 
 /// What the shell must do for a frame that needs storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,8 @@ pub struct Session {
     uaid: Option<Uaid>,
     /// Ids sent and not yet acknowledged on this connection.
     in_flight: HashSet<MessageId>,
+    /// Ids acknowledged recently, and when, so that a late second copy is not sent again.
+    recently_acked: HashMap<MessageId, Instant>,
 }
 
 impl Session {
@@ -155,9 +163,14 @@ impl Session {
             .to_json()
     }
 
-    /// The frame for a message, unless it is already in flight on this connection or too
-    /// many are (then it stays stored and goes out later).
-    pub fn notification(&mut self, message: &Message) -> Option<String> {
+    /// The frame for a message, unless it is already in flight on this connection, was
+    /// acked on it moments ago, or too many are in flight (then it stays stored and goes out
+    /// later). `now` ages the memory of acked ids.
+    pub fn notification(&mut self, message: &Message, now: Instant) -> Option<String> {
+        self.forget_acks(now);
+        if self.recently_acked.contains_key(&message.id) {
+            return None;
+        }
         if self.in_flight.len() >= MAX_IN_FLIGHT || !self.in_flight.insert(message.id) {
             return None;
         }
@@ -178,13 +191,26 @@ impl Session {
         )
     }
 
-    /// Forgets acknowledged messages, releasing the memory once nothing is in flight.
-    pub fn acked(&mut self, ids: impl IntoIterator<Item = MessageId>) {
+    /// Forgets acknowledged messages, releasing the memory once nothing is in flight; their
+    /// ids are remembered for [`ACK_MEMORY`].
+    pub fn acked(&mut self, ids: impl IntoIterator<Item = MessageId>, now: Instant) {
         for id in ids {
             self.in_flight.remove(&id);
+            self.recently_acked.insert(id, now);
         }
         if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
             self.in_flight = HashSet::new();
+        }
+        self.forget_acks(now);
+    }
+
+    fn forget_acks(&mut self, now: Instant) {
+        if self.recently_acked.is_empty() {
+            return;
+        }
+        self.recently_acked.retain(|_, at| now.duration_since(*at) < ACK_MEMORY);
+        if self.recently_acked.is_empty() {
+            self.recently_acked = HashMap::new();
         }
     }
 
@@ -278,17 +304,22 @@ mod tests {
     #[test]
     fn notifications_are_deduplicated_until_acked() {
         let mut s = ready();
-        let frame = s.notification(&message(42)).unwrap();
+        let now = Instant::now();
+        let frame = s.notification(&message(42), now).unwrap();
         assert!(frame.contains(r#""version":"2a""#) && frame.contains(r#""data":"AQID""#), "{frame}");
-        assert_eq!(s.notification(&message(42)), None);
+        assert_eq!(s.notification(&message(42), now), None);
         let step = s
             .receive(&format!(
                 r#"{{"messageType":"ack","updates":[{{"channelID":"{CHID}","version":"2a","code":100}}]}}"#
             ))
             .unwrap();
         assert_eq!(step, Step::Do(Command::Ack(vec![(CHID.parse().unwrap(), 42)])));
-        s.acked([42]);
-        assert!(s.notification(&message(42)).is_some(), "redelivery after ack is the caller's to prevent");
+        s.acked([42], now);
+        // A late second copy (read from storage and handed over live) is not sent again...
+        assert_eq!(s.notification(&message(42), now + Duration::from_millis(50)), None);
+        // ...but the memory does not last.
+        assert!(s.notification(&message(42), now + ACK_MEMORY).is_some());
+        assert!(s.recently_acked.is_empty() && s.recently_acked.capacity() == 0);
         let junk =
             s.receive(r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#).unwrap();
         assert_eq!(junk, Step::Nothing);
@@ -300,7 +331,7 @@ mod tests {
         let mut m = message(1);
         m.body.clear();
         m.encoding = None;
-        let frame = s.notification(&m).unwrap();
+        let frame = s.notification(&m, Instant::now()).unwrap();
         assert!(!frame.contains("data") && !frame.contains("headers"), "{frame}");
     }
 }

@@ -282,7 +282,7 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                         Err(e) => tracing::warn!(error = %e, "could not delete an acknowledged message"),
                     }
                 }
-                self.session.acked(acked.into_iter().map(|(_, id)| id));
+                self.session.acked(acked.into_iter().map(|(_, id)| id), std::time::Instant::now());
                 Ok(())
             }
         }
@@ -335,8 +335,9 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
     /// to wait because too many are in flight.
     fn frames<'m>(&mut self, messages: impl Iterator<Item = &'m Message>) -> Vec<String> {
         let mut frames = Vec::new();
+        let now = std::time::Instant::now();
         for message in messages {
-            match self.session.notification(message) {
+            match self.session.notification(message, now) {
                 Some(frame) => frames.push(frame),
                 None if self.session.saturated() => {
                     self.refetch = true;
