@@ -128,3 +128,70 @@ async fn a_redis_outage_means_503_then_recovery_without_loss() {
     assert!(lost.is_empty(), "accepted but never delivered: {lost:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_over_tls() {
+    let dir = std::env::temp_dir().join(format!("tidings-rediss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let port = common::free_port();
+    // A Redis that speaks only TLS.
+    let _redis = Redis {
+        child: Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(dir.join("cert.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.join("key.pem"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.join("cert.pem"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ca = dir.join("cert.pem");
+    let service = Service::start(&[
+        "--store",
+        &format!("rediss://127.0.0.1:{port}/"),
+        "--redis-ca-file",
+        ca.to_str().unwrap(),
+    ]);
+    let sender = Sender::new();
+    let mut agent = Agent::hello(&service.ws_url(), None).await;
+    let sub = agent.register(Some(sender.key())).await;
+    assert_eq!(sender.push(&sub, "stored over TLS").await.status, 201);
+    assert_eq!(sub.decrypt(&agent.notification().await), b"stored over TLS");
+    // Without trusting the certificate, the store cannot be reached: a clear refusal to start.
+    let out = common::tidings()
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", &format!("rediss://127.0.0.1:{port}/")])
+        .arg("--data-dir")
+        .arg(dir.join("unused"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect to Redis"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

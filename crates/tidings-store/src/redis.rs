@@ -191,9 +191,18 @@ fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), with keys under `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(error)?;
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for
+    /// TLS), with keys under `prefix`. A TLS server is trusted by the system's CAs, or by
+    /// `ca_pem` (a PEM certificate) when given.
+    pub async fn connect(url: &str, prefix: &str, ca_pem: Option<Vec<u8>>) -> Result<Self> {
+        let client = match ca_pem {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(error)?;
         let redis = ConnectionManager::new(client.clone()).await.map_err(error)?;
         Ok(Self { client, redis, prefix: prefix.to_owned() })
     }
@@ -490,7 +499,7 @@ mod tests {
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        RedisStore::connect(&url, &prefix)
+        RedisStore::connect(&url, &prefix, None)
             .await
             .unwrap_or_else(|e| panic!("no Redis at {url} ({e}): scripts/test starts one"))
     }

@@ -29,12 +29,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// Storage: "embedded" (a database in --data-dir), or a Redis URL
-    /// (redis://[user:password@]host[:port][/db]) shared by several nodes [default: embedded].
+    /// (redis://[user:password@]host[:port][/db], rediss:// for TLS) shared by several nodes
+    /// [default: embedded].
     #[arg(long, env = "TIDINGS_STORE", value_name = "embedded|URL")]
     store: Option<String>,
     /// Prefix of every Redis key, so that deployments can share a server [default: tidings].
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", value_name = "PREFIX")]
     redis_prefix: Option<String>,
+    /// For a rediss:// store: trust this PEM CA certificate instead of the system's.
+    #[arg(long, env = "TIDINGS_REDIS_CA_FILE", value_name = "FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// Where the database and the endpoint keys live [default: ./tidings-data].
     #[arg(long, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -84,6 +88,7 @@ struct FileConfig {
     public_url: Option<String>,
     store: Option<String>,
     redis_prefix: Option<String>,
+    redis_ca_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -111,6 +116,10 @@ pub fn run(args: ServeArgs) -> Result<Code> {
     init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or("info"))?;
     let store = args.store.clone().or(file.store.clone()).unwrap_or_else(|| "embedded".into());
     let prefix = args.redis_prefix.clone().or(file.redis_prefix.clone()).unwrap_or_else(|| "tidings".into());
+    let redis_ca = match args.redis_ca_file.clone().or(file.redis_ca_file.clone()) {
+        Some(path) => Some(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?),
+        None => None,
+    };
     let config = config(args, file)?;
     // Every WebSocket is a file descriptor: use all the process may have.
     if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -122,13 +131,13 @@ pub fn run(args: ServeArgs) -> Result<Code> {
             let embedded =
                 EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
             serve_on(config, embedded, "embedded", started).await
-        } else if store.starts_with("redis://") {
-            let redis = RedisStore::connect(&store, &prefix)
+        } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+            let redis = RedisStore::connect(&store, &prefix, redis_ca)
                 .await
                 .with_context(|| format!("cannot connect to Redis at {}", redacted(&store)))?;
             serve_on(config, redis, "redis", started).await
         } else {
-            bail!("--store must be \"embedded\" or a redis:// URL")
+            bail!("--store must be \"embedded\" or a redis:// (or rediss://) URL")
         }
     })
 }
