@@ -81,9 +81,8 @@ redis.call('HSET', KEYS[6], id, ARGV[5])
 redis.call('HSET', KEYS[7], id, ARGV[6])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[8], ARGV[1] .. ':' .. ARGV[3], id) end
-local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-if old then return {{3, id, old, first[2]}} end
-return {{1, id, 0, first[2]}}
+if old then return {{3, id, old}} end
+return {{1, id}}
 "#
     ))
 });
@@ -219,23 +218,6 @@ impl RedisStore {
     fn expiring(&self) -> String {
         format!("{}:expiring", self.prefix)
     }
-
-    async fn note_expiry(&self, uaid: Uaid, earliest: Option<i64>) -> Result<()> {
-        let mut redis = self.redis.clone();
-        match earliest {
-            Some(at) => {
-                redis::cmd("ZADD")
-                    .arg(self.expiring())
-                    .arg("LT")
-                    .arg(at)
-                    .arg(hex(&uaid.0))
-                    .query_async::<()>(&mut redis)
-                    .await
-            }
-            None => redis.zrem::<_, _, ()>(self.expiring(), hex(&uaid.0)).await,
-        }
-        .map_err(error)
-    }
 }
 
 fn invoke<'a>(script: &'a Script, keys: &[String]) -> redis::ScriptInvocation<'a> {
@@ -266,8 +248,9 @@ impl Store for RedisStore {
     async fn remove_user(&self, uaid: Uaid) -> Result<()> {
         let mut keys = self.keys(uaid).to_vec();
         keys.push(self.route(uaid));
-        self.redis.clone().del::<_, ()>(keys).await.map_err(error)?;
-        self.note_expiry(uaid, None).await
+        let mut redis = self.redis.clone();
+        redis.del::<_, ()>(keys).await.map_err(error)?;
+        redis.zrem::<_, _, ()>(self.expiring(), hex(&uaid.0)).await.map_err(error)
     }
 
     async fn add_channel(&self, uaid: Uaid, channel_id: ChannelId, channel: Channel) -> Result<bool> {
