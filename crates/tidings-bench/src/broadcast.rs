@@ -1,7 +1,7 @@
 //! `tidings broadcast` to a local HTTP sink that answers 201: how long a million takes, how
 //! much memory it needs, and npm web-push doing the same in the same run.
 
-use crate::service::tidings_binary;
+use crate::service::{peak_of, tidings_binary};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -131,7 +131,7 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
     let pid = child.id();
     let mut peak = 0;
     while child.try_wait()?.is_none() {
-        peak = peak.max(hwm_of(pid).unwrap_or(0));
+        peak = peak.max(peak_of(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(100));
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -173,11 +173,4 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
         println!("  tidings broadcast / npm web-push: {:.1}x", ours / theirs);
     }
     Ok(())
-}
-
-/// Peak resident memory (VmHWM) of a process, in bytes.
-fn hwm_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }

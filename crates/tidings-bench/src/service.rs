@@ -96,10 +96,20 @@ impl Service {
     }
 }
 
-/// VmRSS of a process, in bytes.
+/// VmRSS (resident memory now) of a process, in bytes.
 pub fn rss_of(pid: u32) -> Option<u64> {
+    memory_of(pid, "VmRSS:")
+}
+
+/// VmHWM (peak resident memory) of a process, in bytes.
+pub fn peak_of(pid: u32) -> Option<u64> {
+    memory_of(pid, "VmHWM:")
+}
+
+/// A memory field of `/proc/PID/status` (given in kB there), in bytes.
+fn memory_of(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
