@@ -199,21 +199,19 @@ fn endpoint_keys(config: &Config) -> Result<TokenKeys, StartError> {
     }
 }
 
-/// Writes a file only its owner can read, atomically (temporary file, then rename).
-pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a file only its owner can read, atomically: a new temporary file created with
+/// mode 0600 (never an old one reused with other permissions), then renamed over `path`.
+fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut builder = tempfile::Builder::new();
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut file = builder.prefix(".endpoint-keys").tempfile_in(dir)?;
     file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    file.as_file().sync_all()?;
+    file.persist(path).map(drop).map_err(|e| e.error)
 }
 
 fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
