@@ -163,3 +163,31 @@ async fn killing_a_node_under_load_loses_nothing() {
         assert!(again.try_recv(Duration::from_millis(200)).await.is_none(), "an acked message came back");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_to_a_dead_node_is_cleared_and_the_message_waits() {
+    let prefix = format!("tidings-test-stale-{}", std::process::id());
+    let mut nodes = nodes(&prefix);
+    let sender = Sender::new();
+    let mut agent = Agent::hello(&nodes[0].ws_url(), None).await;
+    let sub = agent.register(None).await;
+    let uaid = agent.uaid.clone();
+    let route = format!("{prefix}:{{{uaid}}}:r");
+    let get_route = || {
+        let out = std::process::Command::new("redis-cli").args(["GET", &route]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(get_route(), "node-0");
+    nodes[0].kill9();
+    drop(agent);
+    // The POST lands on node 1; node 0 hears nothing, so its route is stale and goes.
+    let mut message = Message::new(b"waits for you".to_vec());
+    message.ttl = 600;
+    let request = prepare(&via(&sub, &nodes[1]), &message, None, common::push::now()).unwrap();
+    assert_eq!(sender.client.send(request).await.unwrap().status, 201);
+    assert_eq!(get_route(), "", "the stale route was not cleared");
+    assert_eq!(common::push::metric(&nodes[1], "tidings_messages_stored_total").await, Some(1.0));
+    // The user agent comes back through another node and gets it.
+    let mut agent = Agent::hello(&nodes[2].ws_url(), Some(&uaid)).await;
+    assert_eq!(sub.decrypt(&agent.notification().await), b"waits for you");
+}

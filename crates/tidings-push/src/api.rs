@@ -230,19 +230,27 @@ async fn accept<S: Store>(
         Saved::NoChannel => return Err(refuse(Errno::Gone, "the subscription has been removed")),
     };
     let message = Message { id, ..message };
-    if !app.registry.deliver(endpoint.uaid, message.clone()) {
+    if let Some(message) = app.registry.deliver(endpoint.uaid, message) {
         // Connected to another node? Tell it; otherwise the message waits in storage.
-        match app.store.node(endpoint.uaid).await {
+        let heard = match app.store.node(endpoint.uaid).await {
             Ok(Some(node)) if node != app.config.node_id => {
-                if let Err(e) =
-                    app.store.publish(&node, NodeEvent::Deliver { uaid: endpoint.uaid, message }).await
-                {
-                    tracing::warn!(error = %e, "could not tell the node holding the connection; the message waits in storage");
+                match app.store.publish(&node, NodeEvent::Deliver { uaid: endpoint.uaid, message }).await {
+                    Ok(true) => true,
+                    // Nobody heard: that node died with the connection, so the route is stale.
+                    Ok(false) => {
+                        let _ = app.store.clear_node(endpoint.uaid, &node).await;
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not tell the node holding the connection; the message waits in storage");
+                        false
+                    }
                 }
             }
-            _ => {
-                app.metrics.stored.inc();
-            }
+            _ => false,
+        };
+        if !heard {
+            app.metrics.stored.inc();
         }
     }
     let location =

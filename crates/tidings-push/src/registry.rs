@@ -111,15 +111,17 @@ impl Registry {
         }
     }
 
-    /// Hands a message to the uaid's connection on this node; whether there is one.
-    pub fn deliver(&self, uaid: Uaid, message: Message) -> bool {
+    /// Hands a message to the uaid's connection on this node; when there is none here, the
+    /// message comes back (to be routed elsewhere without a copy).
+    #[must_use = "a message handed back was not delivered here"]
+    pub fn deliver(&self, uaid: Uaid, message: Message) -> Option<Message> {
         let mailbox = self.clients.read().unwrap_or_else(|p| p.into_inner()).get(&uaid).cloned();
         match mailbox {
             Some(mailbox) => {
                 mailbox.put(message);
-                true
+                None
             }
-            None => false,
+            None => Some(message),
         }
     }
 
@@ -176,10 +178,10 @@ mod tests {
         let second = registry.connect(uaid);
         assert!(first.take().replaced);
         registry.disconnect(uaid, &first);
-        assert!(registry.deliver(uaid, message(1)));
+        assert!(registry.deliver(uaid, message(1)).is_none());
         assert_eq!(second.take().messages.len(), 1);
         registry.disconnect(uaid, &second);
-        assert!(!registry.deliver(uaid, message(2)));
+        assert_eq!(registry.deliver(uaid, message(2)), Some(message(2)), "handed back");
         assert!(registry.is_empty());
     }
 
@@ -189,7 +191,7 @@ mod tests {
         let uaid = Uaid([1; 16]);
         let mailbox = registry.connect(uaid);
         for i in 0..MAILBOX_CAPACITY as u64 + 10 {
-            registry.deliver(uaid, message(i));
+            assert!(registry.deliver(uaid, message(i)).is_none());
         }
         let delivery = mailbox.take();
         assert_eq!(delivery.messages.len(), MAILBOX_CAPACITY);

@@ -150,7 +150,8 @@ async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Recei
     while let Some(event) = events.recv().await {
         match event {
             NodeEvent::Deliver { uaid, message } => {
-                app.registry.deliver(uaid, message);
+                // Not connected here any more: it waits in storage for the next connection.
+                let _ = app.registry.deliver(uaid, message);
             }
             NodeEvent::Disconnect { uaid } => app.registry.replaced_elsewhere(uaid),
         }
