@@ -13,12 +13,20 @@ use tokio_tungstenite::tungstenite::protocol::Message as Frame;
 
 const PUBLIC: &str = "http://push.example.test";
 
+const REDIS: &str = "redis://127.0.0.1:6379/";
+/// The cluster `scripts/test` starts.
+const CLUSTER: &str = "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103";
+
 fn nodes(prefix: &str) -> Vec<Service> {
+    nodes_on(REDIS, prefix)
+}
+
+fn nodes_on(store: &str, prefix: &str) -> Vec<Service> {
     (0..3)
         .map(|i| {
             Service::start(&[
                 "--store",
-                "redis://127.0.0.1:6379/",
+                store,
                 "--redis-prefix",
                 prefix,
                 "--node-id",
@@ -39,8 +47,18 @@ fn via(sub: &Sub, node: &Service) -> Subscription {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_nodes_exactly_once() {
-    let prefix = format!("tidings-test-nodes-{}", std::process::id());
-    let nodes = nodes(&prefix);
+    cross_nodes(REDIS).await;
+}
+
+/// The same on a Redis Cluster, where the nodes reach each other by sharded pub/sub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_exactly_once_on_a_cluster() {
+    cross_nodes(CLUSTER).await;
+}
+
+async fn cross_nodes(store: &str) {
+    let prefix = format!("tidings-test-nodes-{}-{}", std::process::id(), store.len());
+    let nodes = nodes_on(store, &prefix);
     let sender = Sender::new();
     let mut agents = Vec::new();
     for i in 0..6 {

@@ -125,6 +125,11 @@ impl Registry {
         }
     }
 
+    /// The uaids connected now.
+    pub fn uaids(&self) -> Vec<Uaid> {
+        self.clients.read().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().copied().collect()
+    }
+
     /// Whether the uaid is connected here.
     pub fn is_connected(&self, uaid: Uaid) -> bool {
         self.clients.read().unwrap_or_else(|p| p.into_inner()).contains_key(&uaid)

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::{NodeEvent, Store};
+use tidings_store::{NodeEvent, ROUTE_REFRESH, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -87,6 +87,7 @@ impl<S: Store> Server<S> {
         let Self { app, listener, tls, events } = self;
         let service = TowerToHyperService::new(router(app.clone()));
         let sweeper = tokio::spawn(sweep(app.clone()));
+        let renewer = tokio::spawn(renew_routes(app.clone()));
         let events = events.map(|events| tokio::spawn(follow(app.clone(), events)));
         tokio::pin!(shutdown);
         loop {
@@ -107,6 +108,7 @@ impl<S: Store> Server<S> {
         }
         drop(listener);
         sweeper.abort();
+        renewer.abort();
         if let Some(events) = events {
             events.abort();
         }
@@ -154,6 +156,20 @@ async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Recei
                 let _ = app.registry.deliver(uaid, message);
             }
             NodeEvent::Disconnect { uaid } => app.registry.replaced_elsewhere(uaid),
+        }
+    }
+}
+
+/// Renews the routing entries of this node's connections every [`ROUTE_REFRESH`], so that
+/// only those of a node that died expire.
+async fn renew_routes<S: Store>(app: Arc<App<S>>) {
+    let mut interval = tokio::time::interval(ROUTE_REFRESH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if let Err(e) = app.store.refresh_routes(&app.registry.uaids(), &app.config.node_id).await {
+            tracing::warn!(error = %e, "could not renew the routing entries; trying again later");
         }
     }
 }

@@ -17,6 +17,10 @@ pub mod redis;
 use std::future::Future;
 use tidings_wire::{ChannelId, Uaid};
 
+/// How often a node renews the routing entries of its connections ([`Store::refresh_routes`]);
+/// a store that expires routing entries keeps them several times longer than this.
+pub const ROUTE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A message's id: unique per uaid and increasing in arrival order, so that stored
 /// messages are delivered in the order they were accepted.
 pub type MessageId = u64;
@@ -160,6 +164,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Clears the routing entry if it still names `node` (a newer connection elsewhere wins).
     fn clear_node(&self, uaid: Uaid, node: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Keeps alive the routing entries of the connections `node` holds (those of `uaids`
+    /// that still name it). A shared store lets routing entries expire, so that a node that
+    /// dies leaves none behind for long; each node calls this every [`ROUTE_REFRESH`].
+    fn refresh_routes(&self, uaids: &[Uaid], node: &str) -> impl Future<Output = Result<()>> + Send {
+        let _ = (uaids, node);
+        async { Ok(()) }
+    }
 
     /// Whether the store can serve requests now (for `/health`).
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;

@@ -15,20 +15,30 @@
 //! | `P:{U}:x` | hash | id → `channel \n expiry \n topic`, for the scripts |
 //! | `P:{U}:t` | hash | `channel:topic` → id |
 //! | `P:{U}:i` | string | the last message id |
-//! | `P:{U}:r` | string | the node holding the connection |
+//! | `P:{U}:r` | string | the node holding the connection (expires unless renewed) |
 //! | `P:expiring` | sorted set | users with messages, scored by their earliest expiry |
 //!
 //! `P` is a prefix (default `tidings`), so several deployments (or tests) can share a
-//! server. Expiry follows the embedded store's rules: expired messages are never returned,
-//! and the sweeper removes them, visiting the users in `P:expiring` whose earliest expiry
-//! has passed (a script per user, so each removal is atomic).
+//! server, or a Redis Cluster: each script touches one user's keys, in one slot, and the keys
+//! without a user (`P:expiring`, `P:endpoint-keys`) are used one command at a time.
+//!
+//! Expiry follows the embedded store's rules: expired messages are never returned, and the
+//! sweeper removes them, visiting the users in `P:expiring` whose earliest expiry has passed
+//! (a script per user, so each removal is atomic). Redis's own TTLs are the backstop: a
+//! user's message keys expire a minute after their latest message, so they go even if the
+//! sweeper never visits (the index entry was lost, or no node runs). They expire together, so
+//! the pending counts never outlive the messages they count. The scripts compare against the
+//! Redis clock only for this; the nodes' clock decides what is expired.
 
 use crate::embedded::record;
 use crate::{Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, Script};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands as _, FromRedisValue as _, Script};
 use std::sync::LazyLock;
 use tidings_wire::{ChannelId, Uaid};
+use tokio::sync::mpsc;
 
 fn error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("redis: {e}"))
@@ -63,7 +73,12 @@ local function expire(now)
 end
 "#;
 
-/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta.
+/// How long after its last message expires a user's message keys outlive it in Redis, so
+/// that a Redis clock slightly ahead of the nodes' never drops a message before its time.
+const GRACE: u64 = 60;
+
+/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta. Also sets the
+/// message keys (n m e b x t) to expire [`GRACE`] after the latest message does.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{REMOVE}
@@ -81,6 +96,10 @@ redis.call('HSET', KEYS[6], id, ARGV[5])
 redis.call('HSET', KEYS[7], id, ARGV[6])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[8], ARGV[1] .. ':' .. ARGV[3], id) end
+local latest = tonumber(redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')[2]) + {GRACE}
+if latest > tonumber(redis.call('TIME')[1]) then
+  for k = 3, 8 do redis.call('EXPIREAT', KEYS[k], latest) end
+end
 if old then return {{3, id, old}} end
 return {{1, id}}
 "#
@@ -138,6 +157,17 @@ return 1
     )
 });
 
+/// How long a routing entry lives unless its node renews it: a node that dies leaves its
+/// entries for at most this long (a POST that finds one earlier clears it at once).
+const ROUTE_TTL: u64 = 6 * crate::ROUTE_REFRESH.as_secs();
+
+/// KEYS: r. ARGV: node ttl. Renews the routing entry if it still names the node.
+static RENEW_NODE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0",
+    )
+});
+
 /// KEYS: r. ARGV: node. Deletes the routing entry if it still names the node.
 static CLEAR_NODE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -148,9 +178,63 @@ static CLEAR_NODE: LazyLock<Script> = LazyLock::new(|| {
 /// The Redis store. Cheap to clone (the connection is shared and reconnects by itself).
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    redis: ConnectionManager,
+    target: Target,
+    redis: Connection,
     prefix: String,
+}
+
+/// Where the store's Redis is, kept to open the subscription connection of `node_events`.
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    Cluster { nodes: Vec<String>, ca_pem: Option<Vec<u8>> },
+}
+
+/// The command connection: to one server, or to a cluster (which routes each command to the
+/// node holding its first key's slot; every script's keys share one user's slot).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A cluster client for `nodes`, trusting `ca_pem` for rediss:// nodes when given.
+fn cluster_builder(nodes: &[String], ca_pem: &Option<Vec<u8>>) -> ClusterClientBuilder {
+    let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+    match ca_pem {
+        Some(root_cert) => {
+            builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert.clone()) })
+        }
+        None => builder,
+    }
 }
 
 /// A new subscription to `channel`, if Redis answers.
@@ -191,19 +275,28 @@ fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
 
 impl RedisStore {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for
-    /// TLS), with keys under `prefix`. A TLS server is trusted by the system's CAs, or by
-    /// `ca_pem` (a PEM certificate) when given.
+    /// TLS), with keys under `prefix`; a comma-separated list of such URLs names the seed
+    /// nodes of a Redis Cluster. A TLS server is trusted by the system's CAs, or by `ca_pem`
+    /// (a PEM certificate) when given.
     pub async fn connect(url: &str, prefix: &str, ca_pem: Option<Vec<u8>>) -> Result<Self> {
-        let client = match ca_pem {
-            Some(root_cert) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
-            ),
-            None => redis::Client::open(url),
-        }
-        .map_err(error)?;
-        let redis = ConnectionManager::new(client.clone()).await.map_err(error)?;
-        Ok(Self { client, redis, prefix: prefix.to_owned() })
+        let nodes: Vec<String> = url.split(',').map(|n| n.trim().to_owned()).collect();
+        let (target, redis) = if nodes.len() > 1 {
+            let client = cluster_builder(&nodes, &ca_pem).build().map_err(error)?;
+            let redis = client.get_async_connection().await.map_err(error)?;
+            (Target::Cluster { nodes, ca_pem }, Connection::Cluster(redis))
+        } else {
+            let client = match ca_pem {
+                Some(root_cert) => redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+                ),
+                None => redis::Client::open(url),
+            }
+            .map_err(error)?;
+            let redis = ConnectionManager::new(client.clone()).await.map_err(error)?;
+            (Target::Single(client), Connection::Single(redis))
+        };
+        Ok(Self { target, redis, prefix: prefix.to_owned() })
     }
 
     fn keys(&self, uaid: Uaid) -> [String; 9] {
@@ -218,6 +311,74 @@ impl RedisStore {
     fn expiring(&self) -> String {
         format!("{}:expiring", self.prefix)
     }
+}
+
+/// The events published to `channel` on one server. The first subscription is confirmed
+/// before returning, so that a node is reachable once it says it is ready; after an outage
+/// the task subscribes again.
+async fn single_events(client: redis::Client, channel: String) -> Result<mpsc::Receiver<NodeEvent>> {
+    use futures_util::StreamExt as _;
+    let (events, receiver) = mpsc::channel(4096);
+    let mut first = client.get_async_pubsub().await.map_err(error)?;
+    first.subscribe(&channel).await.map_err(error)?;
+    let mut first = Some(first);
+    tokio::spawn(async move {
+        while !events.is_closed() {
+            let pubsub = match first.take() {
+                Some(pubsub) => Some(pubsub),
+                None => resubscribe(&client, &channel).await,
+            };
+            if let Some(mut pubsub) = pubsub {
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let payload: Vec<u8> = message.get_payload().unwrap_or_default();
+                    if let Some(event) = decode_event(&payload)
+                        && events.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+    Ok(receiver)
+}
+
+/// The events published to the sharded `channel` of a cluster, on a RESP3 connection of its
+/// own (the cluster client subscribes again by itself after a failover or an outage).
+async fn cluster_events(
+    nodes: &[String],
+    ca_pem: &Option<Vec<u8>>,
+    channel: String,
+) -> Result<mpsc::Receiver<NodeEvent>> {
+    let (pushes, mut incoming) = mpsc::unbounded_channel::<redis::PushInfo>();
+    let client = cluster_builder(nodes, ca_pem)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()
+        .map_err(error)?;
+    let mut connection = client.get_async_connection().await.map_err(error)?;
+    connection.ssubscribe(&channel).await.map_err(error)?;
+    let (events, receiver) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        // The connection lives as long as someone listens.
+        let _connection = connection;
+        while let Some(push) = incoming.recv().await {
+            if push.kind != redis::PushKind::SMessage {
+                continue;
+            }
+            let Some(payload) = push.data.get(1).and_then(|v| Vec::<u8>::from_redis_value_ref(v).ok()) else {
+                continue;
+            };
+            if let Some(event) = decode_event(&payload)
+                && events.send(event).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 fn invoke<'a>(script: &'a Script, keys: &[String]) -> redis::ScriptInvocation<'a> {
@@ -395,7 +556,7 @@ impl Store for RedisStore {
     }
 
     async fn set_node(&self, uaid: Uaid, node: &str) -> Result<()> {
-        self.redis.clone().set::<_, _, ()>(self.route(uaid), node).await.map_err(error)
+        self.redis.clone().set_ex::<_, _, ()>(self.route(uaid), node, ROUTE_TTL).await.map_err(error)
     }
 
     async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
@@ -411,46 +572,47 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn refresh_routes(&self, uaids: &[Uaid], node: &str) -> Result<()> {
+        // One at a time: a background chore that should not crowd out the hot path.
+        let mut redis = self.redis.clone();
+        for &uaid in uaids {
+            invoke(&RENEW_NODE, &[self.route(uaid)])
+                .arg(node)
+                .arg(ROUTE_TTL)
+                .invoke_async::<i64>(&mut redis)
+                .await
+                .map_err(error)?;
+        }
+        Ok(())
+    }
+
     async fn ready(&self) -> Result<()> {
         redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
     }
 
     async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
-        use futures_util::StreamExt as _;
-        let (events, receiver) = tokio::sync::mpsc::channel(4096);
-        let (client, channel) = (self.client.clone(), format!("{}:node:{node}", self.prefix));
-        // The first subscription is confirmed before returning, so that a node is reachable
-        // once it says it is ready.
-        let mut first = client.get_async_pubsub().await.map_err(error)?;
-        first.subscribe(&channel).await.map_err(error)?;
-        let mut first = Some(first);
-        tokio::spawn(async move {
-            // Subscribed again after every Redis outage.
-            while !events.is_closed() {
-                let pubsub = match first.take() {
-                    Some(pubsub) => Some(pubsub),
-                    None => resubscribe(&client, &channel).await,
-                };
-                if let Some(mut pubsub) = pubsub {
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let payload: Vec<u8> = message.get_payload().unwrap_or_default();
-                        if let Some(event) = decode_event(&payload)
-                            && events.send(event).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        });
+        let channel = format!("{}:node:{node}", self.prefix);
+        let receiver = match &self.target {
+            Target::Single(client) => single_events(client.clone(), channel).await?,
+            Target::Cluster { nodes, ca_pem } => cluster_events(nodes, ca_pem, channel).await?,
+        };
         Ok(Some(receiver))
     }
 
     async fn publish(&self, node: &str, event: NodeEvent) -> Result<bool> {
-        let channel = format!("{}:node:{node}", self.prefix);
-        let heard: i64 = self.redis.clone().publish(channel, encode_event(&event)).await.map_err(error)?;
+        // A cluster uses sharded pub/sub: the message goes to the one node that owns the
+        // channel's slot, where the subscriber is, so the count of listeners that answers is
+        // the real one (a plain PUBLISH counts only the receiving node's subscribers).
+        let command = match self.target {
+            Target::Single(_) => "PUBLISH",
+            Target::Cluster { .. } => "SPUBLISH",
+        };
+        let heard: i64 = redis::cmd(command)
+            .arg(format!("{}:node:{node}", self.prefix))
+            .arg(encode_event(&event))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
         Ok(heard > 0)
     }
 
@@ -475,8 +637,20 @@ mod tests {
     /// A store on the test Redis (`TIDINGS_TEST_REDIS`, default the local one), under a
     /// prefix of its own so that tests do not see each other.
     async fn fresh() -> RedisStore {
+        on(std::env::var("TIDINGS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())).await
+    }
+
+    /// A store on the test Redis Cluster (`TIDINGS_TEST_REDIS_CLUSTER`, default the one
+    /// `scripts/test` starts on ports 7101 to 7103).
+    async fn fresh_cluster() -> RedisStore {
+        on(std::env::var("TIDINGS_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+            "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103".into()
+        }))
+        .await
+    }
+
+    async fn on(url: String) -> RedisStore {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let url = std::env::var("TIDINGS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
         let prefix = format!(
             "tidings-test-{}-{}",
             std::process::id(),
@@ -489,9 +663,78 @@ mod tests {
 
     crate::conformance_tests!(fresh().await);
 
+    /// The same suite, unchanged, against a Redis Cluster.
+    mod cluster {
+        use super::fresh_cluster;
+        crate::conformance_tests!(fresh_cluster().await);
+
+        #[tokio::test]
+        async fn nodes_reach_each_other_and_share_endpoint_keys() {
+            super::nodes_reach_each_other(fresh_cluster().await, fresh_cluster().await).await;
+        }
+    }
+
     #[tokio::test]
     async fn nodes_reach_each_other_and_share_endpoint_keys() {
-        let (a, b) = (fresh().await, fresh().await);
+        nodes_reach_each_other(fresh().await, fresh().await).await;
+    }
+
+    /// Redis's TTLs remove a user's messages by themselves, a minute after the latest
+    /// expires, even if no sweeper runs; the pending counts go with them.
+    #[tokio::test]
+    async fn message_keys_expire_in_redis_after_their_messages() {
+        let store = fresh().await;
+        let (uaid, channel_id) = (Uaid([3; 16]), ChannelId([4; 16]));
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(!store.add_user(uaid, clock).await.unwrap());
+        assert!(store.add_channel(uaid, channel_id, Channel { key_hash: None }).await.unwrap());
+        let keys = store.keys(uaid);
+        let mut redis = store.redis.clone();
+        let mut message = crate::conformance::message(channel_id, "later", None);
+        message.expires_at = clock + 3600;
+        store.save_message(uaid, message.clone(), 2).await.unwrap();
+        let ttl: i64 = redis.ttl(&keys[5]).await.unwrap();
+        assert!((3600..=3600 + GRACE as i64).contains(&ttl), "ttl {ttl}");
+        // A message that expired 59 s ago (by the nodes' clock) leaves its keys one more
+        // second (removing the channel took the first message and its keys).
+        store.remove_channel(uaid, channel_id).await.unwrap();
+        store.add_channel(uaid, channel_id, Channel { key_hash: None }).await.unwrap();
+        message.expires_at = clock + 1 - GRACE;
+        store.save_message(uaid, message.clone(), 2).await.unwrap();
+        store.save_message(uaid, message.clone(), 2).await.unwrap();
+        assert_eq!(store.save_message(uaid, message.clone(), 2).await.unwrap(), Saved::Full);
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        for key in &keys[2..8] {
+            assert!(!redis.exists::<_, bool>(key).await.unwrap(), "{key} is still there");
+        }
+        // The user and channel remain, the cap is free again, and ids keep increasing.
+        assert!(store.channel(uaid, channel_id).await.unwrap().is_some());
+        message.expires_at = clock + 3600;
+        assert_eq!(store.save_message(uaid, message, 2).await.unwrap(), Saved::Stored(4));
+    }
+
+    /// Routing entries expire unless their node renews them, so a dead node's go away.
+    #[tokio::test]
+    async fn routes_expire_unless_renewed() {
+        let store = fresh().await;
+        let (held, moved) = (Uaid([5; 16]), Uaid([6; 16]));
+        let mut redis = store.redis.clone();
+        for uaid in [held, moved] {
+            store.set_node(uaid, "node-a").await.unwrap();
+            assert_eq!(redis.ttl::<_, i64>(store.route(uaid)).await.unwrap(), ROUTE_TTL as i64);
+            redis.expire::<_, ()>(store.route(uaid), 100).await.unwrap();
+        }
+        store.set_node(moved, "node-b").await.unwrap();
+        redis.expire::<_, ()>(store.route(moved), 100).await.unwrap();
+        store.refresh_routes(&[held, moved], "node-a").await.unwrap();
+        assert_eq!(redis.ttl::<_, i64>(store.route(held)).await.unwrap(), ROUTE_TTL as i64);
+        // node-a no longer holds `moved`: its entry (node-b's) is left as it was.
+        assert!(redis.ttl::<_, i64>(store.route(moved)).await.unwrap() <= 100);
+        assert_eq!(store.node(moved).await.unwrap().as_deref(), Some("node-b"));
+    }
+
+    /// Node events published through `b` reach a node listening through `a`.
+    async fn nodes_reach_each_other(a: RedisStore, b: RedisStore) {
         let b = RedisStore { prefix: a.prefix.clone(), ..b };
         let mut events = a.node_events("node-a").await.unwrap().unwrap();
         let message = crate::conformance::message(ChannelId([1; 16]), "hello", Some("t"));

@@ -29,9 +29,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// Storage: "embedded" (a database in --data-dir), or a Redis URL
-    /// (redis://[user:password@]host[:port][/db], rediss:// for TLS) shared by several nodes
+    /// (redis://[user:password@]host[:port][/db], rediss:// for TLS) shared by several nodes,
+    /// or a comma-separated list of such URLs: the seed nodes of a Redis Cluster
     /// [default: embedded].
-    #[arg(long, env = "TIDINGS_STORE", value_name = "embedded|URL")]
+    #[arg(long, env = "TIDINGS_STORE", value_name = "embedded|URL[,URL...]")]
     store: Option<String>,
     /// Prefix of every Redis key, so that deployments can share a server [default: tidings].
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", value_name = "PREFIX")]
@@ -131,13 +132,16 @@ pub fn run(args: ServeArgs) -> Result<Code> {
             let embedded =
                 EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
             serve_on(config, embedded, "embedded", started).await
-        } else if store.starts_with("redis://") || store.starts_with("rediss://") {
+        } else if is_redis(&store) {
             let redis = RedisStore::connect(&store, &prefix, redis_ca)
                 .await
                 .with_context(|| format!("cannot connect to Redis at {}", redacted(&store)))?;
             serve_on(config, redis, "redis", started).await
         } else {
-            bail!("--store must be \"embedded\" or a redis:// (or rediss://) URL")
+            bail!(
+                "--store must be \"embedded\", a redis:// (or rediss://) URL, or a comma-separated list of \
+                 them for a Redis Cluster"
+            )
         }
     })
 }
@@ -158,11 +162,21 @@ async fn serve_on<S: Store>(config: Config, store: S, kind: &str, started: Insta
 }
 
 /// A Redis URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
+/// The store URL (or list of cluster nodes) without passwords, for messages.
+fn redacted(urls: &str) -> String {
+    let one = |url: &str| match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://…@{}", &url[at + 1..]),
         _ => url.to_owned(),
-    }
+    };
+    urls.split(',').map(one).collect::<Vec<_>>().join(",")
+}
+
+/// Whether `store` is a Redis URL, or a comma-separated list of them (a cluster's nodes).
+fn is_redis(store: &str) -> bool {
+    store.split(',').all(|url| {
+        let url = url.trim();
+        url.starts_with("redis://") || url.starts_with("rediss://")
+    })
 }
 
 fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
