@@ -56,6 +56,15 @@ const commands = {
   keys() {
     return webpush.generateVAPIDKeys();
   },
+  // Sign a hub user token as an app's backend would, with jsonwebtoken: {secret (base64url),
+  // sub, jti, expiresIn (seconds)}.
+  'sign-user-token'(input) {
+    const token = jwt.sign({ sub: input.sub, jti: input.jti }, Buffer.from(input.secret, 'base64url'), {
+      algorithm: 'HS256',
+      expiresIn: input.expiresIn,
+    });
+    return { token };
+  },
   // Send for real with web-push's request (sendNotification insists on https, so the
   // request it prepares goes out through node's http module): {subscription, payload,
   // encoding, ttl, vapid}. Answers {status}.

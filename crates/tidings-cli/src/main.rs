@@ -6,7 +6,7 @@ mod exit;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Self-hostable Web Push: serve, send, listen.
+/// Self-hostable Web Push: serve, send, listen, hub.
 #[derive(Debug, Parser)]
 #[command(name = "tidings", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -27,6 +27,8 @@ enum Command {
     Broadcast(Box<cmd::broadcast::BroadcastArgs>),
     /// Send one message to one subscription on any push service.
     Send(Box<cmd::send::SendArgs>),
+    /// Run the hub: subscriptions, topics and a REST API for your app's backend (or manage its keys).
+    Hub(Box<cmd::hub::HubArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Vapid(command) => cmd::vapid::run(command),
         Command::Send(args) => cmd::send::run(*args),
         Command::Broadcast(args) => cmd::broadcast::run(*args),
+        Command::Hub(args) => cmd::hub::run(*args),
     };
     match result {
         Ok(code) => code.into(),

@@ -207,28 +207,13 @@ fn endpoint_keys(config: &Config) -> Result<TokenKeys, StartError> {
         Ok(text) => TokenKeys::parse(&text).map_err(|e| StartError::Keys(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = TokenKeys::generate_key();
-            write_secret(&path, &format!("{key}\n"))
+            tidings_store::secret_file::write(&path, &format!("{key}\n"))
                 .map_err(|e| StartError::Keys(format!("{}: {e}", path.display())))?;
             tracing::info!(path = %path.display(), "created a new endpoint key");
             TokenKeys::parse(&key).map_err(|e| StartError::Keys(e.to_string()))
         }
         Err(e) => Err(StartError::Keys(format!("{}: {e}", path.display()))),
     }
-}
-
-/// Writes a file only its owner can read, atomically: a new temporary file created with
-/// mode 0600 (never an old one reused with other permissions), then renamed over `path`.
-fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    let mut file = builder.prefix(".endpoint-keys").tempfile_in(dir)?;
-    file.write_all(contents.as_bytes())?;
-    file.as_file().sync_all()?;
-    file.persist(path).map(drop).map_err(|e| e.error)
 }
 
 fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {

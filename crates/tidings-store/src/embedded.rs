@@ -93,17 +93,7 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`. Fails if another process has it open.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
-        let db = SingleWriterTxDatabase::builder(dir).manual_journal_persist(true).open().map_err(
-            |e| match e {
-                fjall::Error::Locked => StoreError(format!(
-                    "{} is in use by another process (another tidings serve?)",
-                    dir.display()
-                )),
-                e => StoreError(format!("cannot open the database in {}: {e}", dir.display())),
-            },
-        )?;
+        let db = open_database(dir, "tidings serve")?;
         let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(error);
         let keyspaces = Arc::new(Keyspaces {
             users: keyspace("users")?,
@@ -145,6 +135,33 @@ impl EmbeddedStore {
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<Uaid, String>> {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Opens (or creates) a fjall database in `dir` for a writer thread with manual journal
+/// persistence (each commit chooses its durability). `owner` names the program in the error
+/// when another process has the database open.
+pub fn open_database(dir: &Path, owner: &str) -> Result<SingleWriterTxDatabase> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+    SingleWriterTxDatabase::builder(dir).manual_journal_persist(true).open().map_err(|e| match e {
+        fjall::Error::Locked => {
+            StoreError(format!("{} is in use by another process (another {owner}?)", dir.display()))
+        }
+        e => StoreError(format!("cannot open the database in {}: {e}", dir.display())),
+    })
+}
+
+/// Waits for the first item of the next batch, then takes whatever else is already waiting,
+/// up to `max`: the group in group commit. `false` once the queue has closed.
+pub fn next_batch<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) -> bool {
+    let Some(first) = queue.blocking_recv() else { return false };
+    batch.push(first);
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
 }
 
 fn bool_of(value: Value) -> Result<bool> {
@@ -268,14 +285,7 @@ type Tx<'a> = fjall::SingleWriterWriteTx<'a>;
 impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = queue.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+        while next_batch(&mut queue, &mut batch, MAX_BATCH) {
             self.commit(&mut batch);
         }
     }

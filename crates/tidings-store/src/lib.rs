@@ -5,6 +5,7 @@
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
 //!   with group commit (see the module for the choice and its reasons).
 //! * [`redis`]: a shared Redis (or Valkey), for several nodes.
+//! * [`secret_file`]: writing key files that only their owner can read.
 //! * [`conformance`]: the test suite every backend must pass (feature `conformance`).
 //!
 //! Durability contract: when a write returns `Ok`, it survives a crash of the process.
@@ -13,6 +14,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod redis;
+pub mod secret_file;
 
 use std::future::Future;
 use tidings_wire::{ChannelId, Uaid};

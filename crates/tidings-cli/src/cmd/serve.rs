@@ -114,7 +114,7 @@ pub fn run(args: ServeArgs) -> Result<Code> {
         }
         None => FileConfig::default(),
     };
-    init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or("info"))?;
+    init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or(DEFAULT_LOG))?;
     let store = args.store.clone().or(file.store.clone()).unwrap_or_else(|| "embedded".into());
     let prefix = args.redis_prefix.clone().or(file.redis_prefix.clone()).unwrap_or_else(|| "tidings".into());
     let redis_ca = match args.redis_ca_file.clone().or(file.redis_ca_file.clone()) {
@@ -182,19 +182,12 @@ fn is_redis(store: &str) -> bool {
 fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
     let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut config = Config::new(listen);
-    match args.public_url.or(file.public_url) {
-        Some(url) => {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("--public-url must be an http:// or https:// origin, like https://push.example.com");
-            }
-            config.public_url = url.trim_end_matches('/').to_owned();
-        }
-        None if listen.ip().is_unspecified() => {
-            bail!(
-                "listening on {listen} needs --public-url: the origin user agents and senders reach this service at"
-            )
-        }
-        None => {}
+    if let Some(url) = super::public_url(
+        args.public_url.or(file.public_url),
+        listen,
+        "user agents and senders reach this service at",
+    )? {
+        config.public_url = url;
     }
     if let Some(dir) = args.data_dir.or(file.data_dir) {
         config.data_dir = dir;
@@ -242,7 +235,11 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
     Ok(config)
 }
 
-fn init_logging(filter: &str) -> Result<()> {
+/// The log filter when none is given: our own news, and only the storage engine's warnings
+/// (its info lines describe its internals).
+pub(crate) const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
+pub(crate) fn init_logging(filter: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?}"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -250,7 +247,7 @@ fn init_logging(filter: &str) -> Result<()> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -104,6 +104,37 @@ impl Drop for Running {
     }
 }
 
+/// Spawns `command` (a long-running `tidings` subcommand) and waits until its log (stderr)
+/// has a line containing `ready`. The log is collected for the process's whole life, so the
+/// pipe never fills.
+pub fn spawn_until_ready(
+    mut command: Command,
+    ready: &'static str,
+    what: &str,
+) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead as _;
+    let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(ready) {
+                let _ = ready_tx.send(());
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    if ready_rx.recv_timeout(std::time::Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        panic!("{what} did not start:\n{}", log.lock().unwrap());
+    }
+    (child, log)
+}
+
 /// A free TCP port on loopback (released again, so a server can bind it).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -134,4 +165,5 @@ pub fn post_json(port: u16, path: &str, body: &Value) -> std::io::Result<(u16, S
     Ok((status, body))
 }
 pub mod firefox;
+pub mod hub;
 pub mod push;

@@ -4,9 +4,8 @@
 use super::tidings;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tidings_crypto::b64;
@@ -33,35 +32,13 @@ fn spawn(
     args: &[String],
     env: &[(&str, &str)],
 ) -> (Child, Arc<Mutex<String>>) {
-    let mut child = tidings()
+    let mut command = tidings();
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
         .args(args)
         .envs(env.iter().copied())
-        .env("TIDINGS_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    // Drain the log for the whole life of the process, so the pipe never fills.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("is ready") {
-                let _ = ready_tx.send(());
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = child.kill();
-        panic!("tidings serve did not start:\n{}", log.lock().unwrap());
-    }
-    (child, log)
+        .env("TIDINGS_LOG", "info");
+    super::spawn_until_ready(command, "is ready", "tidings serve")
 }
 
 impl Service {

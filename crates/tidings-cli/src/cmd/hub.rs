@@ -1,0 +1,268 @@
+//! `tidings hub`: subscriptions, topics and a REST API for an app's backend, and the keys
+//! and API keys it runs with.
+
+use super::serve::{DEFAULT_LOG, init_logging, shutdown_signal};
+use crate::exit::Code;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
+
+/// Run the hub, or manage its keys. Every option of the hub itself can also be set with the
+/// environment variable shown, or in the TOML file given with --config (flags win over the
+/// environment, the environment over the file).
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  tidings hub --public-url https://app.example.com --static-dir ./public\n  \
+tidings hub api-key create --name backend\n  tidings hub keys\n\n\
+The admin page is at /admin; its secret is in <data-dir>/admin-secret unless TIDINGS_HUB_ADMIN_SECRET is set.\n\
+See docs/hub.md."
+)]
+pub struct HubArgs {
+    #[command(subcommand)]
+    command: Option<HubCommand>,
+    #[command(flatten)]
+    serve: HubServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum HubCommand {
+    /// Show the VAPID public key (the applicationServerKey), and the user-token secret when asked.
+    Keys {
+        /// The hub's data directory [default: ./tidings-hub-data].
+        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Also print the secret the app's backend signs user tokens with.
+        #[arg(long)]
+        user_token_secret: bool,
+    },
+    /// Create API keys for the app's backend.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Make a user token, to try the browser API by hand (the app's backend signs its own).
+    UserToken {
+        /// The app's user id (the token's sub).
+        #[arg(long)]
+        user: String,
+        /// Seconds the token stays valid (at most 86400).
+        #[arg(long, default_value_t = 600)]
+        lifetime: u64,
+        /// The hub's data directory [default: ./tidings-hub-data].
+        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key; it is printed once and stored only hashed.
+    Create {
+        /// A name for it (shown in logs).
+        #[arg(long)]
+        name: String,
+        /// The hub's data directory [default: ./tidings-hub-data].
+        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the API keys' names (the keys themselves are not stored).
+    List {
+        /// The hub's data directory [default: ./tidings-hub-data].
+        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct HubServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8090].
+    #[arg(long, env = "TIDINGS_HUB_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The origin browsers reach the hub at, e.g. https://app.example.com [default: http://<listen>].
+    #[arg(long, env = "TIDINGS_HUB_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Another origin whose pages may subscribe (repeatable; comma-separated in the environment).
+    #[arg(long, env = "TIDINGS_HUB_ALLOWED_ORIGINS", value_name = "URL", value_delimiter = ',')]
+    allowed_origin: Vec<String>,
+    /// Where the database and the keys live [default: ./tidings-hub-data].
+    #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with any of these options.
+    #[arg(long, env = "TIDINGS_HUB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve the app's own pages (and its service worker) from this directory at /.
+    #[arg(long, env = "TIDINGS_HUB_STATIC_DIR", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// The VAPID contact push services see: mailto:you@example.com or an https URL
+    /// [default: the public URL].
+    #[arg(long, env = "TIDINGS_HUB_VAPID_SUBJECT", value_name = "URI")]
+    vapid_subject: Option<String>,
+    /// Trust these PEM CA certificates for push services too (a private tidings serve).
+    #[arg(long, env = "TIDINGS_HUB_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Requests in flight while sending [default: 256].
+    #[arg(long, env = "TIDINGS_HUB_CONCURRENCY", value_name = "N")]
+    concurrency: Option<usize>,
+    /// Browser-facing requests per second allowed from one address [default: 20].
+    #[arg(long, env = "TIDINGS_HUB_BROWSER_RATE", value_name = "N")]
+    browser_rate: Option<u32>,
+    /// A file holding the admin secret [default: <data-dir>/admin-secret, created on first
+    /// start; TIDINGS_HUB_ADMIN_SECRET overrides both].
+    #[arg(long, env = "TIDINGS_HUB_ADMIN_SECRET_FILE", value_name = "FILE")]
+    admin_secret_file: Option<PathBuf>,
+    /// Log filter [default: info].
+    #[arg(long, env = "TIDINGS_HUB_LOG", value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// The TOML file: the same options, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    data_dir: Option<PathBuf>,
+    static_dir: Option<PathBuf>,
+    vapid_subject: Option<String>,
+    ca_file: Option<PathBuf>,
+    concurrency: Option<usize>,
+    browser_rate: Option<u32>,
+    admin_secret_file: Option<PathBuf>,
+    log: Option<String>,
+}
+
+const DEFAULT_DATA_DIR: &str = "tidings-hub-data";
+
+fn data_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+pub fn run(args: HubArgs) -> Result<Code> {
+    match args.command {
+        None => serve(args.serve),
+        Some(HubCommand::Keys { data_dir: dir, user_token_secret }) => {
+            let dir = data_dir(dir);
+            let keys = secrets::load(&dir, None)
+                .with_context(|| format!("cannot load the hub's keys in {}", dir.display()))?;
+            println!("VAPID public key (applicationServerKey): {}", keys.vapid.public_key_base64());
+            println!("VAPID key file: {}", secrets::vapid_path(&dir).display());
+            if user_token_secret {
+                println!("User-token secret (HS256): {}", tidings_crypto::b64::encode(&keys.user_token));
+            } else {
+                println!(
+                    "User-token secret: {} (print it with --user-token-secret)",
+                    secrets::user_token_path(&dir).display()
+                );
+            }
+            Ok(Code::Ok)
+        }
+        Some(HubCommand::ApiKey(ApiKeyCommand::Create { name, data_dir: dir })) => {
+            let path = data_dir(dir).join("api-keys");
+            if name.trim().is_empty() {
+                bail!("--name must not be empty");
+            }
+            let key = api_keys::create(&path, name.trim(), unix_now())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("API key {name:?} created; it is shown only now, keep it secret:");
+            println!("{key}");
+            Ok(Code::Ok)
+        }
+        Some(HubCommand::ApiKey(ApiKeyCommand::List { data_dir: dir })) => {
+            let path = data_dir(dir).join("api-keys");
+            for entry in api_keys::read(&path).with_context(|| format!("cannot read {}", path.display()))? {
+                println!(
+                    "{}\tcreated {}",
+                    entry.name,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_secs(entry.created_at),
+                    )
+                );
+            }
+            Ok(Code::Ok)
+        }
+        Some(HubCommand::UserToken { user, lifetime, data_dir: dir }) => {
+            let dir = data_dir(dir);
+            let keys = secrets::load(&dir, None)
+                .with_context(|| format!("cannot load the hub's keys in {}", dir.display()))?;
+            if lifetime == 0 || lifetime > user_token::MAX_LIFETIME {
+                bail!("--lifetime must be 1 to {} seconds", user_token::MAX_LIFETIME);
+            }
+            let jti = tidings_hub::csrf::Sessions::new_session();
+            let claims = user_token::Claims { sub: user, exp: unix_now() + lifetime, jti };
+            println!("{}", user_token::sign(&keys.user_token, &claims));
+            Ok(Code::Ok)
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn serve(args: HubServeArgs) -> Result<Code> {
+    let file = match &args.config {
+        Some(path) => toml::from_str::<FileConfig>(&read_file(path)?)
+            .with_context(|| format!("{} is not a valid configuration", path.display()))?,
+        None => FileConfig::default(),
+    };
+    init_logging(args.log.as_deref().or(file.log.as_deref()).unwrap_or(DEFAULT_LOG))?;
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8090)));
+    let mut config = Config::new(listen);
+    if let Some(url) =
+        super::public_url(args.public_url.or(file.public_url), listen, "browsers reach the hub at")?
+    {
+        config.public_url = url;
+    }
+    config.vapid_subject =
+        args.vapid_subject.or(file.vapid_subject).unwrap_or_else(|| config.public_url.clone());
+    if !(config.vapid_subject.starts_with("mailto:")
+        || config.vapid_subject.starts_with("https://")
+        || config.vapid_subject.starts_with("http://"))
+    {
+        bail!("--vapid-subject must be a mailto: or https: URI");
+    }
+    config.allowed_origins =
+        if args.allowed_origin.is_empty() { file.allowed_origins } else { args.allowed_origin };
+    config.allowed_origins =
+        config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect();
+    config.data_dir = data_dir(args.data_dir.or(file.data_dir));
+    config.static_dir = args.static_dir.or(file.static_dir);
+    if let Some(dir) = &config.static_dir
+        && !dir.is_dir()
+    {
+        bail!("--static-dir {} is not a directory", dir.display());
+    }
+    config.extra_roots = super::ca_certificates(args.ca_file.or(file.ca_file).as_deref())?;
+    if let Some(n) = args.concurrency.or(file.concurrency) {
+        config.concurrency = n.clamp(1, 10_000);
+    }
+    if let Some(n) = args.browser_rate.or(file.browser_rate) {
+        config.browser_rate = n.max(1);
+    }
+    let admin = match std::env::var("TIDINGS_HUB_ADMIN_SECRET") {
+        Ok(secret) => Some(secret),
+        Err(_) => match args.admin_secret_file.or(file.admin_secret_file) {
+            Some(path) => Some(read_file(&path)?.trim().to_owned()),
+            None => None,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let public_url = config.public_url.clone();
+        let hub = Hub::bind(config, admin).await.context("cannot start the hub")?;
+        tracing::info!(
+            listen = %hub.local_addr(),
+            public_url,
+            data_dir = %data_dir.display(),
+            "hub ready: admin page at {public_url}/admin"
+        );
+        hub.run(shutdown_signal()).await.context("serving failed")?;
+        Ok(Code::Ok)
+    })
+}

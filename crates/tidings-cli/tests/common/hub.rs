@@ -1,0 +1,249 @@
+//! A `tidings hub` process for black-box tests, an HTTP client to call it with, and push
+//! services to send to (sinks that count what they receive).
+
+use super::tidings;
+use axum::Router;
+use axum::extract::{Path, State};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running `tidings hub` with its own data directory.
+pub struct HubProcess {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    args: Vec<String>,
+}
+
+fn spawn(data_dir: &std::path::Path, port: u16, args: &[String]) -> (Child, Arc<Mutex<String>>) {
+    let mut command = tidings();
+    command
+        .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
+        .args(args)
+        .env("TIDINGS_HUB_LOG", "info,fjall=warn,lsm_tree=warn");
+    super::spawn_until_ready(command, "hub ready", "tidings hub")
+}
+
+impl HubProcess {
+    /// Starts a hub on a fresh data directory.
+    pub fn start(args: &[&str]) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir = std::env::temp_dir().join(format!("tidings-hub-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let port = super::free_port();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, log) = spawn(&data_dir, port, &args);
+        Self { child, port, data_dir, log, args }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        let (child, log) = spawn(&self.data_dir, self.port, &self.args);
+        self.child = child;
+        self.log = log;
+    }
+
+    /// Creates an API key with `tidings hub api-key create`.
+    pub fn api_key(&self) -> String {
+        let out = tidings()
+            .args([
+                "hub",
+                "api-key",
+                "create",
+                "--name",
+                "test",
+                "--data-dir",
+                self.data_dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// The user-token secret, as the app's backend reads it.
+    pub fn user_token_secret(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("user-token-secret")).unwrap().trim().to_owned()
+    }
+
+    pub fn admin_secret(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-secret")).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// An answer: status, headers, body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A plain HTTP/1.1 client.
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+impl Http {
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let response = self.0.request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into(),
+        }
+    }
+
+    /// A JSON request.
+    pub async fn json(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.call(method, url, &all, Some(body.to_string())).await
+    }
+}
+
+/// A browser session with the hub: its cookie and CSRF token, sending the hub's Origin.
+pub struct Browser {
+    pub http: Http,
+    pub hub: String,
+    pub cookie: String,
+    pub token: String,
+}
+
+impl Browser {
+    pub async fn open(http: &Http, hub: &str) -> Self {
+        let answer = http.call("GET", &format!("{hub}/api/session"), &[], None).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let cookie = answer.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let token = answer.json()["csrfToken"].as_str().unwrap().to_owned();
+        Self { http: http.clone(), hub: hub.to_owned(), cookie, token }
+    }
+
+    /// A state-changing call as the app's page makes it.
+    pub async fn send(&self, method: &str, path: &str, body: &Value) -> Answer {
+        let headers = [
+            ("origin", self.hub.as_str()),
+            ("sec-fetch-site", "same-origin"),
+            ("cookie", self.cookie.as_str()),
+            ("x-tidings-csrf", self.token.as_str()),
+        ];
+        self.http.json(method, &format!("{}{path}", self.hub), &headers, body).await
+    }
+}
+
+/// What a sink received.
+#[derive(Default)]
+pub struct Received {
+    /// Requests per path.
+    pub counts: HashMap<String, u32>,
+    /// The last body per path.
+    pub bodies: HashMap<String, Bytes>,
+}
+
+/// A push service that accepts everything (201), except paths under `/gone/` (410), after
+/// an optional delay per request.
+pub struct Sink {
+    pub port: u16,
+    pub received: Arc<Mutex<Received>>,
+}
+
+impl Sink {
+    pub async fn start(delay: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Received::default()));
+        async fn accept(
+            State((received, delay)): State<(Arc<Mutex<Received>>, Duration)>,
+            Path(path): Path<String>,
+            body: Bytes,
+        ) -> http::StatusCode {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut received = received.lock().unwrap();
+            *received.counts.entry(path.clone()).or_default() += 1;
+            received.bodies.insert(path.clone(), body);
+            if path.starts_with("gone/") { http::StatusCode::GONE } else { http::StatusCode::CREATED }
+        }
+        let app = Router::new()
+            .route("/{*path}", axum::routing::post(accept))
+            .with_state((received.clone(), delay));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { port, received }
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn total(&self) -> u32 {
+        self.received.lock().unwrap().counts.values().sum()
+    }
+}
+
+/// Polls a send until it is done; its description.
+pub async fn wait_done(http: &Http, hub: &str, key: &str, id: u64, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    let auth = format!("Bearer {key}");
+    loop {
+        let answer =
+            http.call("GET", &format!("{hub}/api/v1/sends/{id}"), &[("authorization", &auth)], None).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let send = answer.json();
+        if send["status"] == "done" {
+            return send;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the send did not finish: {send}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

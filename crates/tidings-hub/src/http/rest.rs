@@ -1,0 +1,338 @@
+//! The REST API for the app's backend, authenticated with an API key
+//! (`Authorization: Bearer tdh_...`). `GET /api/openapi.json` describes it.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /api/v1/sends` | queues a message to a subscription, a user, a topic or everyone |
+//! | `GET /api/v1/sends` | the latest sends |
+//! | `GET /api/v1/sends/{id}` | one send's progress: counts and errors |
+//! | `GET /api/v1/topics` | topics and their subscription counts |
+//! | `GET /api/v1/subscriptions` | subscriptions (endpoints masked), a page at a time |
+//! | `DELETE /api/v1/subscriptions/{id}` | forgets a subscription |
+
+use super::{ApiError, JsonBody, Shared};
+use crate::notification::{self, Notification};
+use crate::store::{Counts, Send, Status, SubscriptionId, Target};
+use crate::unix_now;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tidings_crypto::b64;
+use tidings_sender::Message;
+use tidings_wire::{Topic, Urgency};
+
+/// The OpenAPI document of these routes (and the browser-facing ones).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The default `TTL`: four weeks, as npm web-push.
+pub const DEFAULT_TTL: u32 = 28 * 24 * 3600;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/sends", post(create_send).get(list_sends))
+        .route("/api/v1/sends/{id}", get(get_send))
+        .route("/api/v1/topics", get(topics))
+        .route("/api/v1/subscriptions", get(subscriptions))
+        .route("/api/v1/subscriptions/{id}", delete(remove_subscription))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Checks the API key; the key's name.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send an API key: Authorization: Bearer tdh_...",
+            )
+        })?;
+    shared.api_keys.check(presented.trim()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown API key (tidings hub api-key create makes one)",
+        )
+    })
+}
+
+/// When to send: unix seconds or an RFC 3339 time.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum When {
+    /// Seconds since the epoch.
+    Seconds(u64),
+    /// `2026-11-21T12:00:00Z`.
+    Text(String),
+}
+
+/// The body of `POST /api/v1/sends`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// `{"subscription": id}`, `{"user": ...}`, `{"topic": ...}` or `"everyone"`.
+    pub to: Target,
+    /// A notification, sent in the Declarative Web Push format.
+    pub notification: Option<Notification>,
+    /// With a notification: the app badge.
+    pub app_badge: Option<u64>,
+    /// With a notification: whether the service worker may change it.
+    pub mutable: Option<bool>,
+    /// Raw payload bytes, base64url (for a data message).
+    pub payload: Option<String>,
+    /// A text payload (for a data message).
+    pub text: Option<String>,
+    /// `TTL` in seconds (default four weeks).
+    pub ttl: Option<u32>,
+    /// `very-low`, `low`, `normal` or `high`.
+    pub urgency: Option<String>,
+    /// `Topic`: replaces an undelivered message with the same topic.
+    pub topic: Option<String>,
+    /// When to send (default now).
+    pub send_at: Option<When>,
+}
+
+/// Checks a send request and makes the send to queue.
+pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Result<Send, ApiError> {
+    let payload = match (request.notification, request.payload, request.text) {
+        (Some(n), None, None) => {
+            notification::payload(n, request.app_badge, request.mutable, default_navigate)
+                .map_err(|e| ApiError::bad("bad_notification", e.0))?
+        }
+        (None, Some(p), None) => b64::decode(&p)
+            .map_err(|e| ApiError::bad("bad_payload", format!("payload is not base64url: {e}")))?,
+        (None, None, Some(t)) => t.into_bytes(),
+        (None, None, None) => Vec::new(),
+        _ => return Err(ApiError::bad("bad_send", "give at most one of notification, payload and text")),
+    };
+    let limit = Message::new(Vec::new()).max_payload_len();
+    if payload.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the payload is {} bytes; Web Push carries at most {limit}", payload.len()),
+        ));
+    }
+    if let Some(urgency) = &request.urgency {
+        urgency.parse::<Urgency>().map_err(|e| ApiError::bad("bad_urgency", e.to_string()))?;
+    }
+    if let Some(topic) = &request.topic {
+        topic.parse::<Topic>().map_err(|e| ApiError::bad("bad_topic", e.to_string()))?;
+    }
+    match &request.to {
+        Target::Subscription(id) if SubscriptionId::parse(id).is_none() => {
+            return Err(ApiError::bad("bad_target", "a subscription id is 32 hex digits"));
+        }
+        Target::User(name) | Target::Topic(name) if name.is_empty() || name.len() > 256 => {
+            return Err(ApiError::bad("bad_target", "a user or topic is 1 to 256 characters"));
+        }
+        _ => {}
+    }
+    let send_at = match request.send_at {
+        None => now,
+        Some(When::Seconds(s)) => s,
+        Some(When::Text(t)) => humantime::parse_rfc3339(&t)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .ok_or_else(|| ApiError::bad("bad_send_at", "send_at is unix seconds or an RFC 3339 time"))?,
+    };
+    Ok(Send {
+        id: 0,
+        target: request.to,
+        payload: b64::encode(&payload),
+        ttl: request.ttl.unwrap_or(DEFAULT_TTL),
+        urgency: request.urgency,
+        topic: request.topic,
+        created_at: now,
+        send_at,
+        status: if send_at > now { Status::Scheduled } else { Status::Queued },
+        counts: Counts::default(),
+        errors: Vec::new(),
+        finished_at: None,
+    })
+}
+
+/// A send as the API shows it (without the payload).
+pub fn describe(send: &Send) -> serde_json::Value {
+    json!({
+        "id": send.id,
+        "to": send.target,
+        "status": send.status,
+        "created_at": send.created_at,
+        "send_at": send.send_at,
+        "finished_at": send.finished_at,
+        "counts": {
+            "queued": send.counts.queued,
+            "pending": send.counts.pending(),
+            "accepted": send.counts.accepted,
+            "gone": send.counts.gone,
+            "rejected": send.counts.rejected,
+            "failed": send.counts.failed,
+        },
+        "errors": send.errors,
+    })
+}
+
+async fn create_send(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<SendRequest>,
+) -> Result<Response, ApiError> {
+    let key = authenticate(&shared, &headers)?;
+    let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
+    let id = shared.store.create_send(send.clone()).await.map_err(ApiError::storage)?;
+    shared.wake.notify_one();
+    tracing::info!(send = id, key, to = ?send.target, "send queued");
+    let send = Send { id, ..send };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/sends/{id}"))],
+        axum::Json(describe(&send)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+async fn list_sends(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers)?;
+    let sends =
+        shared.store.recent_sends(page.limit.unwrap_or(20).min(100)).await.map_err(ApiError::storage)?;
+    Ok(axum::Json(json!({ "sends": sends.iter().map(describe).collect::<Vec<_>>() })).into_response())
+}
+
+async fn get_send(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers)?;
+    let id: u64 = id.parse().map_err(|_| ApiError::bad("bad_id", "a send id is a number"))?;
+    let send = shared.store.send(id).await.map_err(ApiError::storage)?;
+    send.map(|s| axum::Json(describe(&s)).into_response()).ok_or_else(|| ApiError::not_found("no such send"))
+}
+
+async fn topics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers)?;
+    let topics = shared.store.topics().await.map_err(ApiError::storage)?;
+    let topics: Vec<_> =
+        topics.into_iter().map(|(topic, n)| json!({ "topic": topic, "subscriptions": n })).collect();
+    Ok(axum::Json(json!({ "topics": topics })).into_response())
+}
+
+async fn subscriptions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers)?;
+    let after = match page.after.as_deref() {
+        Some(a) => Some(
+            SubscriptionId::parse(a).ok_or_else(|| ApiError::bad("bad_id", "after is a subscription id"))?,
+        ),
+        None => None,
+    };
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let found = shared.store.subscriptions(after, limit).await.map_err(ApiError::storage)?;
+    let next = (found.len() == limit).then(|| found.last().map(|(id, _)| id.to_string())).flatten();
+    let items: Vec<_> = found
+        .into_iter()
+        .map(|(id, s)| {
+            json!({
+                "id": id.to_string(),
+                "endpoint": tidings_wire::endpoint::mask(&s.endpoint),
+                "user": s.user,
+                "topics": s.topics,
+                "created_at": s.created_at,
+                "failures": s.failures,
+                "flagged": s.flagged(),
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "subscriptions": items, "next": next })).into_response())
+}
+
+async fn remove_subscription(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authenticate(&shared, &headers)?;
+    let id = SubscriptionId::parse(&id)
+        .ok_or_else(|| ApiError::bad("bad_id", "a subscription id is 32 hex digits"))?;
+    if shared.store.remove_subscription(id).await.map_err(ApiError::storage)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found("no such subscription"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> Result<Send, ApiError> {
+        let request: SendRequest =
+            serde_json::from_value(json).map_err(|e| ApiError::bad("bad_json", e.to_string()))?;
+        build_send(request, "https://app.example/", 1000)
+    }
+
+    #[test]
+    fn targets_and_payloads() {
+        let send = request(json!({"to": "everyone", "text": "hi"})).unwrap();
+        assert_eq!((send.target, b64::decode(&send.payload).unwrap()), (Target::Everyone, b"hi".to_vec()));
+        let send = request(json!({"to": {"topic": "news"}, "notification": {"title": "T"}, "app_badge": 2}))
+            .unwrap();
+        assert_eq!(send.target, Target::Topic("news".into()));
+        let payload: serde_json::Value =
+            serde_json::from_slice(&b64::decode(&send.payload).unwrap()).unwrap();
+        assert_eq!(payload["web_push"], 8030);
+        assert_eq!(payload["notification"]["navigate"], "https://app.example/");
+        assert_eq!(payload["app_badge"], 2);
+        assert_eq!(send.ttl, DEFAULT_TTL);
+        assert_eq!(send.status, Status::Queued);
+        let later = request(json!({"to": {"user": "u"}, "send_at": "2026-11-21T12:00:00Z"})).unwrap();
+        assert_eq!((later.send_at, later.status), (1_795_262_400, Status::Scheduled));
+    }
+
+    #[test]
+    fn refuses_bad_sends() {
+        for bad in [
+            json!({"to": "everyone", "text": "a", "payload": "YQ"}),
+            json!({"to": {"subscription": "xyz"}}),
+            json!({"to": {"topic": ""}}),
+            json!({"to": "everyone", "payload": "!!"}),
+            json!({"to": "everyone", "urgency": "asap"}),
+            json!({"to": "everyone", "topic": "has space"}),
+            json!({"to": "everyone", "send_at": "tomorrow"}),
+            json!({"to": "everyone", "text": "x".repeat(5000)}),
+            json!({"to": "everyone", "notification": {"title": ""}}),
+            json!({"to": "nobody"}),
+            json!({"to": "everyone", "extra": 1}),
+        ] {
+            assert!(request(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
