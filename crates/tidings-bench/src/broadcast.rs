@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// A push service that accepts everything, counting; on its own runtime thread.
-fn sink() -> Result<(u16, Arc<AtomicU64>)> {
+pub(crate) fn sink() -> Result<(u16, Arc<AtomicU64>)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
@@ -65,7 +65,7 @@ fn sink() -> Result<(u16, Arc<AtomicU64>)> {
 
 /// Writes `count` subscriptions on the sink (keys cycled from a pool: the cost per message is
 /// the same whoever it is for).
-fn write_list(path: &Path, port: u16, count: u64) -> Result<()> {
+pub(crate) fn write_list(path: &Path, port: u16, count: u64) -> Result<()> {
     let pool: Vec<(String, String)> = (0..1000)
         .map(|_| {
             let keys = ReceiverKeys::generate().expect("keys").subscription_keys();
@@ -82,6 +82,27 @@ fn write_list(path: &Path, port: u16, count: u64) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `tidings broadcast` of a 100-byte message to `list`, signed with `keys`.
+pub(crate) fn broadcast_command(list: &Path, keys: &Path, concurrency: usize) -> Result<Command> {
+    let mut command = Command::new(tidings_binary()?);
+    command
+        .args([
+            "broadcast",
+            "--payload",
+            &"x".repeat(100),
+            "--ttl",
+            "60",
+            "--vapid-subject",
+            "mailto:bench@example.com",
+        ])
+        .arg("--subscriptions")
+        .arg(list)
+        .arg("--vapid-keys")
+        .arg(keys)
+        .args(["--concurrency", &concurrency.to_string(), "--report", "/dev/null"]);
+    Ok(command)
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -110,21 +131,7 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
     std::fs::write(&keys, serde_json::to_string(&key.to_key_file())?)?;
 
     let start = Instant::now();
-    let mut child = Command::new(tidings_binary()?)
-        .args([
-            "broadcast",
-            "--payload",
-            &"x".repeat(100),
-            "--ttl",
-            "60",
-            "--vapid-subject",
-            "mailto:bench@example.com",
-        ])
-        .arg("--subscriptions")
-        .arg(&list)
-        .arg("--vapid-keys")
-        .arg(&keys)
-        .args(["--concurrency", &args.concurrency.to_string(), "--report", "/dev/null"])
+    let mut child = broadcast_command(&list, &keys, args.concurrency)?
         .stderr(Stdio::piped())
         .spawn()
         .context("starting tidings broadcast")?;

@@ -7,6 +7,7 @@
 
 mod broadcast;
 mod connections;
+mod hub;
 mod load;
 mod prepare;
 mod service;
@@ -31,6 +32,8 @@ enum Bench {
     Connections(connections::Args),
     /// `tidings broadcast` to a local sink: a million subscriptions, memory, npm web-push beside it.
     Broadcast(broadcast::Args),
+    /// `tidings hub`: subscribe requests per second, and a send to everyone beside `tidings broadcast`.
+    Hub(hub::Args),
     /// Push service end-to-end throughput and latency (POST to delivered and acked).
     Throughput(throughput::Args),
     /// Many user agents reconnecting at once to stored messages.
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Connections(args) => connections::run(&args),
         Bench::Throughput(args) => throughput::run(&args),
         Bench::Broadcast(args) => broadcast::run(&args),
+        Bench::Hub(args) => hub::run(&args),
         Bench::Storm(args) => storm::storm(&args),
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),

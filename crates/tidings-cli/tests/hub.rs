@@ -230,6 +230,20 @@ async fn browser_api_refuses_cross_site_requests_and_bad_input() {
         "list APIs never return endpoints in full: {}",
         listed.body
     );
+    // The admin forms: a cross-site login or send is refused, and so is a send without login.
+    let form = [("content-type", "application/x-www-form-urlencoded"), ("origin", "http://evil.example")];
+    let login = http
+        .call("POST", &format!("{url}/admin/login"), &form, Some(format!("secret={}", hub.admin_secret())))
+        .await;
+    assert_eq!(login.status, 403);
+    assert!(login.headers.get("set-cookie").is_none());
+    let own = [("content-type", "application/x-www-form-urlencoded"), ("origin", url.as_str())];
+    let send = http
+        .call("POST", &format!("{url}/admin/send"), &own, Some("token=x&to=everyone&title=t".into()))
+        .await;
+    assert_eq!(send.status, 403);
+    let wrong = http.call("POST", &format!("{url}/admin/login"), &own, Some("secret=guess".into())).await;
+    assert_eq!(wrong.status, 401);
     let openapi = http.call("GET", &format!("{url}/api/openapi.json"), &[], None).await.json();
     for path in ["/api/subscriptions", "/api/v1/sends", "/api/v1/sends/{id}", "/api/v1/topics"] {
         assert!(openapi["paths"][path].is_object(), "{path} is documented");

@@ -39,7 +39,7 @@ impl Config {
             public_url: format!("http://{listen}"),
             allowed_origins: Vec::new(),
             data_dir: PathBuf::from("tidings-hub-data"),
-            vapid_subject: format!("http://{listen}"),
+            vapid_subject: "mailto:hub@localhost".into(),
             static_dir: None,
             browser_rate: 20,
             concurrency: 256,

@@ -97,7 +97,7 @@ struct HubServeArgs {
     #[arg(long, env = "TIDINGS_HUB_STATIC_DIR", value_name = "DIR")]
     static_dir: Option<PathBuf>,
     /// The VAPID contact push services see: mailto:you@example.com or an https URL
-    /// [default: the public URL].
+    /// [default: the public URL if https, else mailto:hub@localhost].
     #[arg(long, env = "TIDINGS_HUB_VAPID_SUBJECT", value_name = "URI")]
     vapid_subject: Option<String>,
     /// Trust these PEM CA certificates for push services too (a private tidings serve).
@@ -218,14 +218,13 @@ fn serve(args: HubServeArgs) -> Result<Code> {
     {
         config.public_url = url;
     }
-    config.vapid_subject =
-        args.vapid_subject.or(file.vapid_subject).unwrap_or_else(|| config.public_url.clone());
-    if !(config.vapid_subject.starts_with("mailto:")
-        || config.vapid_subject.starts_with("https://")
-        || config.vapid_subject.starts_with("http://"))
-    {
-        bail!("--vapid-subject must be a mailto: or https: URI");
-    }
+    config.vapid_subject = match args.vapid_subject.or(file.vapid_subject) {
+        Some(subject) if subject.starts_with("mailto:") || subject.starts_with("https://") => subject,
+        Some(_) => bail!("--vapid-subject must be a mailto: or https: URI (push services refuse others)"),
+        // Push services want a way to reach the sender: the public URL when it is https.
+        None if config.public_url.starts_with("https://") => config.public_url.clone(),
+        None => "mailto:hub@localhost".into(),
+    };
     config.allowed_origins =
         if args.allowed_origin.is_empty() { file.allowed_origins } else { args.allowed_origin };
     config.allowed_origins =

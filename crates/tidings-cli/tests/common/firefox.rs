@@ -157,22 +157,29 @@ impl PageServer {
     }
 }
 
+/// Pages of another origin (the hub's) may read the answers.
+const ANY_ORIGIN: [(&str, &str); 1] = [("access-control-allow-origin", "*")];
+
 /// Ready once the push service has a user agent online (Firefox said hello).
-async fn ready(State(state): State<Arc<PageState>>) -> axum::Json<Value> {
+async fn ready(State(state): State<Arc<PageState>>) -> impl axum::response::IntoResponse {
     let online = super::push::metric_on(state.push_port, "tidings_user_agents_online").await.unwrap_or(0.0);
-    axum::Json(json!({"ready": online >= 1.0}))
+    (ANY_ORIGIN, axum::Json(json!({"ready": online >= 1.0})))
 }
 
 /// Long poll: the next command, or nothing after a second.
-async fn command(State(state): State<Arc<PageState>>) -> axum::Json<Value> {
+async fn command(State(state): State<Arc<PageState>>) -> impl axum::response::IntoResponse {
     let mut commands = state.commands.lock().await;
     match tokio::time::timeout(Duration::from_secs(1), commands.recv()).await {
-        Ok(Some(command)) => axum::Json(command),
-        _ => axum::Json(json!({})),
+        Ok(Some(command)) => (ANY_ORIGIN, axum::Json(command)),
+        _ => (ANY_ORIGIN, axum::Json(json!({}))),
     }
 }
 
-async fn log(State(state): State<Arc<PageState>>, axum::Json(report): axum::Json<Value>) {
+/// A report: JSON, sent as JSON or (from another origin, to need no CORS preflight) as text.
+async fn log(State(state): State<Arc<PageState>>, body: bytes::Bytes) -> [(&'static str, &'static str); 1] {
+    let report: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|e| json!({"kind": "error", "data": e.to_string()}));
     let kind = report["kind"].as_str().unwrap_or("").to_owned();
     let _ = state.logs.send((kind, report["data"].clone()));
+    ANY_ORIGIN
 }
