@@ -21,6 +21,8 @@ pub struct Config {
     pub vapid_subject: String,
     /// A directory of the app's own pages (with its service worker) served at `/`.
     pub static_dir: Option<PathBuf>,
+    /// Serve the demo chat app at `/` (instead of a static directory).
+    pub demo: bool,
     /// Browser-facing requests allowed per second from one IP address (bursts of twice as many).
     pub browser_rate: u32,
     /// Requests in flight while sending, in total.
@@ -41,6 +43,7 @@ impl Config {
             data_dir: PathBuf::from("tidings-hub-data"),
             vapid_subject: "mailto:hub@localhost".into(),
             static_dir: None,
+            demo: false,
             browser_rate: 20,
             concurrency: 256,
             push_timeout: Duration::from_secs(30),

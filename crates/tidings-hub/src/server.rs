@@ -66,6 +66,8 @@ impl Hub {
         let shared = Arc::new(Shared {
             sessions: Sessions::new(&secrets.session, config.is_https()),
             limiter: Shared::limiter(config.browser_rate),
+            closed: std::sync::atomic::AtomicU64::new(0),
+            demo: std::sync::Mutex::default(),
             user_token_secret: secrets.user_token,
             admin_secret: secrets.admin,
             vapid_public_key,

@@ -18,6 +18,7 @@ use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
 #[command(
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  tidings hub --public-url https://app.example.com --static-dir ./public\n  \
+tidings hub --demo                      # the demo chat app on http://127.0.0.1:8090/\n  \
 tidings hub api-key create --name backend\n  tidings hub keys\n\n\
 The admin page is at /admin; its secret is in <data-dir>/admin-secret unless TIDINGS_HUB_ADMIN_SECRET is set.\n\
 See docs/hub.md."
@@ -94,8 +95,11 @@ struct HubServeArgs {
     #[arg(long, env = "TIDINGS_HUB_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Serve the app's own pages (and its service worker) from this directory at /.
-    #[arg(long, env = "TIDINGS_HUB_STATIC_DIR", value_name = "DIR")]
+    #[arg(long, env = "TIDINGS_HUB_STATIC_DIR", value_name = "DIR", conflicts_with = "demo")]
     static_dir: Option<PathBuf>,
+    /// Serve the demo chat app at / (web/demo: notifications, offline use, the outbox).
+    #[arg(long, env = "TIDINGS_HUB_DEMO")]
+    demo: bool,
     /// The VAPID contact push services see: mailto:you@example.com or an https URL
     /// [default: the public URL if https, else mailto:hub@localhost].
     #[arg(long, env = "TIDINGS_HUB_VAPID_SUBJECT", value_name = "URI")]
@@ -128,6 +132,8 @@ struct FileConfig {
     allowed_origins: Vec<String>,
     data_dir: Option<PathBuf>,
     static_dir: Option<PathBuf>,
+    #[serde(default)]
+    demo: bool,
     vapid_subject: Option<String>,
     ca_file: Option<PathBuf>,
     concurrency: Option<usize>,
@@ -231,6 +237,10 @@ fn serve(args: HubServeArgs) -> Result<Code> {
         config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect();
     config.data_dir = data_dir(args.data_dir.or(file.data_dir));
     config.static_dir = args.static_dir.or(file.static_dir);
+    config.demo = args.demo || file.demo;
+    if config.demo && config.static_dir.is_some() {
+        bail!("--demo serves the demo app at /: leave out --static-dir");
+    }
     if let Some(dir) = &config.static_dir
         && !dir.is_dir()
     {
@@ -254,12 +264,14 @@ fn serve(args: HubServeArgs) -> Result<Code> {
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
         let public_url = config.public_url.clone();
+        let demo = config.demo;
         let hub = Hub::bind(config, admin).await.context("cannot start the hub")?;
         tracing::info!(
             listen = %hub.local_addr(),
             public_url,
             data_dir = %data_dir.display(),
-            "hub ready: admin page at {public_url}/admin"
+            "hub ready: admin page at {public_url}/admin{}",
+            if demo { format!(", demo app at {public_url}/") } else { String::new() }
         );
         hub.run(shutdown_signal()).await.context("serving failed")?;
         Ok(Code::Ok)

@@ -165,8 +165,9 @@ async fn dashboard(shared: &Shared, cookie: &str) -> Result<Html<String>, crate:
         "<header><h1>Tidings hub</h1><form method=post action=/admin/logout style=margin:0>\
          <input type=hidden name=token value=\"{token}\"><button type=submit>Log out</button></form></header><main>\
          <section class=stats><div>{total}<span>subscriptions</span></div><div>{}<span>topics</span></div>\
-         <div>{flagged}<span>flagged (failing)</span></div></section>",
-        topics.len()
+         <div>{flagged}<span>flagged (failing)</span></div><div>{}<span>closed unread (since start)</span></div></section>",
+        topics.len(),
+        shared.closed.load(std::sync::atomic::Ordering::Relaxed)
     );
     let options: String = topics
         .iter()

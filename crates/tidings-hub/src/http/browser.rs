@@ -7,6 +7,7 @@
 //! | `POST /api/subscriptions` | stores a subscription (with topics, and a user token) |
 //! | `DELETE /api/subscriptions` | forgets a subscription, by endpoint |
 //! | `POST /api/subscriptions/replace` | swaps an old endpoint for a new one (re-sync) |
+//! | `POST /api/notification-events` | the kit's report of a notification closed unread |
 //!
 //! The state-changing ones pass [`crate::csrf`]'s checks and a per-address rate limit
 //! before anything else, then the input checks of [`crate::subscribe`].
@@ -32,6 +33,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/api/session", get(session))
         .route("/api/subscriptions", post(subscribe).delete(unsubscribe))
         .route("/api/subscriptions/replace", post(replace))
+        .route("/api/notification-events", post(notification_event))
 }
 
 fn header(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
@@ -193,4 +195,35 @@ async fn replace(
     let new: SubscribeRequest =
         serde_json::from_value(value).map_err(|e| ApiError::bad("bad_json", e.to_string()))?;
     save(&shared, new, Some(SubscriptionId::of(&old))).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationEvent {
+    r#type: String,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+/// Counts notifications closed without a click (the kit's `reportCloses`). Only the origin
+/// check applies (a service worker has no page session); the count is all it changes.
+async fn notification_event(
+    State(shared): State<Arc<Shared>>,
+    peer: Peer,
+    headers: HeaderMap,
+    JsonBody(event): JsonBody<NotificationEvent>,
+) -> Result<Response, ApiError> {
+    shared.rate_limit(peer.0.ip())?;
+    csrf::check_origin(
+        header(&headers, header::ORIGIN),
+        header(&headers, "sec-fetch-site"),
+        &shared.config.public_url,
+        |origin| shared.config.origin_allowed(origin),
+    )
+    .map_err(refused)?;
+    if event.r#type != "close" || event.tag.as_ref().is_some_and(|t| t.len() > 256) {
+        return Err(ApiError::bad("bad_event", "the only event is {\"type\": \"close\", \"tag\": ...}"));
+    }
+    shared.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,12 +4,16 @@
 //! * [`rest`]: `/api/v1/...` for the app's backend (API keys), described by
 //!   `/api/openapi.json`.
 //! * [`admin`]: `/admin`, a server-rendered page for the operator.
+//! * [`kit`]: the PWA kit at `/tidings/`, and the demo app at `/` with `--demo`
+//!   ([`demo`] is its chat API).
 //!
 //! Every error is JSON, `{"error": "<code>", "message": "<what to do>"}` (HTML on the admin
 //! page), and no error changes anything.
 
 pub mod admin;
 pub mod browser;
+pub mod demo;
+pub mod kit;
 pub mod rest;
 
 use crate::api_keys::KeyRing;
@@ -51,6 +55,10 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// Browser-facing requests per client address.
     pub limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Notifications the kit reported closed without a click, since start.
+    pub closed: std::sync::atomic::AtomicU64,
+    /// The demo's chat room (with `--demo`).
+    pub demo: std::sync::Mutex<demo::Room>,
 }
 
 impl Shared {
@@ -149,8 +157,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(browser::routes())
         .merge(rest::routes())
         .merge(admin::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared.clone());
+        .merge(kit::routes(shared.config.demo));
+    if shared.config.demo {
+        router = router.merge(demo::routes());
+    }
+    let mut router = router.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(shared.clone());
     if let Some(dir) = &shared.config.static_dir {
         router = router.fallback_service(tower_http::services::ServeDir::new(dir));
     }

@@ -1,0 +1,122 @@
+//! The demo app's API (`tidings hub --demo`): a chat room. Messages live in memory (it is a
+//! demo); each one is sent to the topic `chat` as a notification through the hub's own
+//! queue, and a repeated `Idempotency-Key` returns the message already stored instead of a
+//! second one, which is what makes the kit's outbox exactly-once.
+
+use super::{ApiError, JsonBody, Shared};
+use crate::csrf;
+use crate::http::rest::{SendRequest, build_send};
+use crate::notification::Notification;
+use crate::store::Target;
+use crate::unix_now;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Messages kept (the oldest go first).
+const KEEP: usize = 200;
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessage {
+    id: u64,
+    author: String,
+    text: String,
+    at: u64,
+}
+
+/// The chat room.
+#[derive(Default)]
+pub struct Room {
+    messages: Vec<ChatMessage>,
+    by_key: HashMap<String, ChatMessage>,
+    next: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Post {
+    author: String,
+    text: String,
+}
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new().route("/demo/api/messages", get(list).post(post))
+}
+
+fn room(shared: &Shared) -> std::sync::MutexGuard<'_, Room> {
+    shared.demo.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn list(State(shared): State<Arc<Shared>>) -> Response {
+    let messages = room(&shared).messages.clone();
+    ([(header::CACHE_CONTROL, "no-cache")], axum::Json(json!({ "messages": messages }))).into_response()
+}
+
+async fn post(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    JsonBody(post): JsonBody<Post>,
+) -> Result<Response, ApiError> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    csrf::check_origin(get("origin"), get("sec-fetch-site"), &shared.config.public_url, |_| false)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "csrf", e.to_string()))?;
+    let key = get("idempotency-key")
+        .filter(|k| !k.is_empty() && k.len() <= 100)
+        .ok_or_else(|| ApiError::bad("no_idempotency_key", "send an Idempotency-Key of 1 to 100 characters"))?
+        .to_owned();
+    let (author, text) = (post.author.trim().to_owned(), post.text.trim().to_owned());
+    if author.is_empty() || author.chars().count() > 40 || text.is_empty() || text.chars().count() > 500 {
+        return Err(ApiError::bad("bad_message", "a name of 1 to 40 characters and a text of 1 to 500"));
+    }
+    let (message, count) = {
+        let mut room = room(&shared);
+        if let Some(existing) = room.by_key.get(&key) {
+            return Ok((StatusCode::OK, axum::Json(existing.clone())).into_response());
+        }
+        room.next += 1;
+        let message = ChatMessage { id: room.next, author, text, at: unix_now() };
+        room.messages.push(message.clone());
+        room.by_key.insert(key, message.clone());
+        if room.messages.len() > KEEP {
+            let old = room.messages.remove(0);
+            room.by_key.retain(|_, m| m.id != old.id);
+        }
+        (message, room.next)
+    };
+    let notification = Notification {
+        title: message.author.clone(),
+        navigate: Some(format!("{}/", shared.config.public_url)),
+        body: Some(message.text.clone()),
+        icon: Some(format!("{}/icon.svg", shared.config.public_url)),
+        image: None,
+        badge: None,
+        tag: Some("chat".into()),
+        actions: Vec::new(),
+        silent: None,
+        lang: None,
+        dir: None,
+    };
+    let request = SendRequest {
+        to: Target::Topic("chat".into()),
+        notification: Some(notification),
+        app_badge: Some(count),
+        mutable: None,
+        payload: None,
+        text: None,
+        ttl: Some(3600),
+        urgency: Some("normal".into()),
+        topic: Some("chat".into()),
+        send_at: None,
+    };
+    let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
+    shared.store.create_send(send).await.map_err(ApiError::storage)?;
+    shared.wake.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(message)).into_response())
+}

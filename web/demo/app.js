@@ -1,0 +1,100 @@
+// The demo chat: messages from the hub's demo API, sent through the kit's outbox (so a
+// message written offline goes out when the connection returns), notifications through the
+// hub, and the whole app available offline from the service worker's cache.
+import { Tidings, features } from '/tidings/tidings.js';
+
+const push = new Tidings({ serviceWorker: '/sw.js', topics: ['chat'] });
+const $ = (id) => document.getElementById(id);
+const pending = new Map(); // outbox id -> message shown as pending
+let messages = [];
+
+function render() {
+  const me = localStorage.getItem('author');
+  const list = $('messages');
+  list.replaceChildren(...[...messages, ...pending.values()].map((m) => {
+    const item = document.createElement('li');
+    if (m.author === me) item.classList.add('mine');
+    if (m.pending) item.classList.add('pending');
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = m.author;
+    const when = document.createElement('span');
+    when.className = 'when';
+    when.textContent = new Date(m.at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    const text = document.createElement('div');
+    text.textContent = m.text;
+    item.append(who, when, text);
+    return item;
+  }));
+  list.lastElementChild?.scrollIntoView({ block: 'end' });
+}
+
+async function load() {
+  try {
+    const answer = await fetch('/demo/api/messages');
+    if (answer.ok) messages = (await answer.json()).messages;
+  } catch {
+    // Offline and nothing cached yet.
+  }
+  render();
+}
+
+function showNetwork() {
+  $('network').textContent = navigator.onLine ? 'online' : 'offline';
+  $('network').classList.toggle('off', !navigator.onLine);
+}
+
+async function showNotifyButton() {
+  const state = await push.state().catch(() => ({ supported: false }));
+  $('notify').hidden = !state.supported || state.subscribed || state.permission === 'denied';
+}
+
+$('compose').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const author = $('author').value.trim();
+  const text = $('text').value.trim();
+  if (!author || !text) return;
+  localStorage.setItem('author', author);
+  const id = await push.send('/demo/api/messages', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ author, text }),
+  });
+  pending.set(id, { author, text, at: Date.now() / 1000, pending: true });
+  $('text').value = '';
+  render();
+});
+
+$('notify').addEventListener('click', async () => {
+  try {
+    await push.subscribe();
+  } catch (e) {
+    $('notice').textContent = `Notifications are not on: ${e.message}`;
+    $('notice').hidden = false;
+  }
+  showNotifyButton();
+});
+
+push.onOutbox(async (event) => {
+  if (event.result === 'retry') return;
+  pending.delete(event.id);
+  if (event.result === 'failed') {
+    $('notice').textContent = `A message could not be sent (HTTP ${event.status}).`;
+    $('notice').hidden = false;
+  }
+  await load();
+});
+
+addEventListener('online', showNetwork);
+addEventListener('offline', showNetwork);
+document.addEventListener('visibilitychange', () => { if (!document.hidden) { load(); push.badge(0); } });
+
+$('author').value = localStorage.getItem('author') || '';
+showNetwork();
+load();
+setInterval(() => { if (!document.hidden && navigator.onLine) load(); }, 3000);
+if (features().serviceWorker) {
+  push.sync().then(showNotifyButton).catch((e) => console.warn('tidings sync', e));
+  push.periodicRefresh(15 * 60 * 1000).catch(() => {});
+  push.badge(0).catch(() => {});
+}
