@@ -13,7 +13,8 @@
 // It handles: push (Declarative Web Push JSON, plain text, data messages; a notification is
 // always shown), the app badge, notification clicks and closes, pushsubscriptionchange,
 // offline caching (precache, cache-first for static files, network-first with a timeout for
-// pages and API GETs, an offline page, old versions removed), the outbox (requests replayed
+// pages and API GETs, answered from the cache with `X-Tidings-Cache: hit` when the network
+// fails, an offline page, old versions removed), the outbox (requests replayed
 // until they arrive, on Background Sync where it exists and on start-up and page messages
 // elsewhere) and periodic refresh of chosen URLs.
 
@@ -136,13 +137,20 @@ async function networkFirst(request, cacheName, o) {
     // Offline: the cache answers.
   }
   const cached = await caches.match(request);
-  if (cached) return cached;
+  if (cached) return fromCache(cached);
   if (request.mode === 'navigate' && o.offlinePage) {
     const offline = await caches.match(o.offlinePage);
     if (offline) return offline;
   }
   // Slow but online, and nothing cached: wait for the network after all.
   return fetching.catch(() => new Response(JSON.stringify({ error: 'offline' }), { status: 503, headers: { 'content-type': 'application/json' } }));
+}
+
+/** A cached answer given in place of the network's, marked so that a page can tell it is offline. */
+function fromCache(response) {
+  const headers = new Headers(response.headers);
+  headers.set('x-tidings-cache', 'hit');
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
 async function showPush(event, o) {
@@ -158,6 +166,8 @@ async function showPush(event, o) {
 }
 
 async function setBadge(count, o) {
+  // Kept for pages of browsers without the Badging API (Tidings.unread()).
+  await idb.put('state', count, 'badge');
   if (o.onBadge) await o.onBadge(count);
   const nav = self.navigator;
   try {

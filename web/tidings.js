@@ -42,8 +42,9 @@ export class Tidings {
     Object.assign(this, { hub, serviceWorker, scope, topics, userToken });
     this.registration = null;
     this.csrf = null;
-    if (features().serviceWorker) {
-      // Without Background Sync, coming back online is when the outbox goes out.
+    if (features().serviceWorker && !features().backgroundSync) {
+      // Without Background Sync (Firefox, Safari), coming back online is when the outbox
+      // goes out; with it, the browser fires the service worker's sync event.
       addEventListener('online', () => this.flush());
     }
   }
@@ -151,11 +152,10 @@ export class Tidings {
     const item = outboxItem(new URL(url, location.href).href, init);
     await idb.put('outbox', item);
     const registration = await this.ready();
-    if (features().backgroundSync) {
-      await registration.sync.register(OUTBOX_SYNC);
-    } else if (navigator.onLine) {
-      await this.flush();
-    }
+    // Online: try at once. Offline, or if that attempt fails: Background Sync fires when the
+    // connection is back (where the browser has it), else the page's online event does.
+    if (features().backgroundSync) await registration.sync.register(OUTBOX_SYNC).catch(() => {});
+    if (navigator.onLine) await this.flush();
     return item.id;
   }
 
@@ -191,8 +191,14 @@ export class Tidings {
     return 'on-open';
   }
 
+  /** The last app badge count a push set (also where the browser cannot show badges). */
+  async unread() {
+    return (await idb.get('state', 'badge')) || 0;
+  }
+
   /** Sets (or with 0 clears) the app badge, where the browser can show one. */
   async badge(count) {
+    await idb.put('state', count, 'badge');
     if (!features().badge) return false;
     if (count > 0) await navigator.setAppBadge(count);
     else await navigator.clearAppBadge();

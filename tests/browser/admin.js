@@ -3,6 +3,7 @@
 // queues a send to a topic, and the send appears as done in the list.
 // Usage: node admin.js <hub url> <admin secret> <topic> <title> <screenshot.png>
 const { chromium } = require('../interop/node_modules/playwright-core');
+const { run } = require('./wait.js');
 
 const [hub, secret, topic, title, screenshot] = process.argv.slice(2);
 
@@ -36,12 +37,9 @@ async function main() {
     }
     const stats = await page.textContent('.stats');
     await page.screenshot({ path: screenshot, fullPage: true });
-    console.log(JSON.stringify({ refused, row, stats }));
+    return { refused, row, stats };
   } finally {
     await browser.close();
   }
 }
-main().catch((e) => {
-  console.error(e.stack || String(e));
-  process.exit(1);
-});
+run(main);

@@ -33,20 +33,24 @@ async function load() {
   try {
     const answer = await fetch('/demo/api/messages');
     if (answer.ok) messages = (await answer.json()).messages;
+    // The service worker answers from its cache when the network does not.
+    showNetwork(answer.headers.get('x-tidings-cache') !== 'hit' && navigator.onLine);
   } catch {
-    // Offline and nothing cached yet.
+    showNetwork(false);
   }
   render();
 }
 
-function showNetwork() {
-  $('network').textContent = navigator.onLine ? 'online' : 'offline';
-  $('network').classList.toggle('off', !navigator.onLine);
+function showNetwork(online = navigator.onLine) {
+  $('network').textContent = online ? 'online' : 'offline';
+  $('network').classList.toggle('off', !online);
 }
 
 async function showNotifyButton() {
   const state = await push.state().catch(() => ({ supported: false }));
-  $('notify').hidden = !state.supported || state.subscribed || state.permission === 'denied';
+  $('notify').hidden = !state.supported || state.permission === 'denied';
+  $('notify').textContent = state.subscribed ? 'Turn off notifications' : 'Turn on notifications';
+  $('notify').dataset.subscribed = state.subscribed ? 'yes' : 'no';
 }
 
 $('compose').addEventListener('submit', async (event) => {
@@ -67,7 +71,9 @@ $('compose').addEventListener('submit', async (event) => {
 
 $('notify').addEventListener('click', async () => {
   try {
-    await push.subscribe();
+    if ($('notify').dataset.subscribed === 'yes') await push.unsubscribe();
+    else await push.subscribe();
+    $('notice').hidden = true;
   } catch (e) {
     $('notice').textContent = `Notifications are not on: ${e.message}`;
     $('notice').hidden = false;
@@ -85,13 +91,13 @@ push.onOutbox(async (event) => {
   await load();
 });
 
-addEventListener('online', showNetwork);
-addEventListener('offline', showNetwork);
+addEventListener('online', () => showNetwork(true));
+addEventListener('offline', () => showNetwork(false));
 document.addEventListener('visibilitychange', () => { if (!document.hidden) { load(); push.badge(0); } });
 
 $('author').value = localStorage.getItem('author') || '';
 showNetwork();
-load();
+await load();
 setInterval(() => { if (!document.hidden && navigator.onLine) load(); }, 3000);
 if (features().serviceWorker) {
   push.sync().then(showNotifyButton).catch((e) => console.warn('tidings sync', e));
