@@ -434,3 +434,46 @@ async fn ten_thousand_subscriptions_survive_a_kill_without_duplicates() {
     assert_eq!(remaining, COUNT - number("gone"));
     assert!(number("gone") >= COUNT / 10 - 2 * 24);
 }
+
+/// An app page on another origin of the same site (`--allowed-origin`) may use the browser
+/// API: CORS answers it (with credentials), and nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_origins_get_cors_and_others_do_not() {
+    let app = "http://localhost:8000";
+    let hub = HubProcess::start(&["--allowed-origin", app]);
+    let (http, url) = (Http::new(), hub.url());
+    let preflight = |origin: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.call(
+                "OPTIONS",
+                &format!("{url}/api/subscriptions"),
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                    ("access-control-request-headers", "content-type,x-tidings-csrf"),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let allowed = preflight(app).await;
+    assert_eq!(allowed.headers["access-control-allow-origin"], app);
+    assert_eq!(allowed.headers["access-control-allow-credentials"], "true");
+    let other = preflight("http://evil.example").await;
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+
+    let browser = Browser::open(&http, &url).await;
+    let ua = UserAgent::new();
+    let headers = [
+        ("origin", app),
+        ("sec-fetch-site", "same-site"),
+        ("cookie", browser.cookie.as_str()),
+        ("x-tidings-csrf", browser.token.as_str()),
+    ];
+    let body = subscribe_body(&ua, "https://push.example/from-the-app-origin", &[]);
+    let answer = http.json("POST", &format!("{url}/api/subscriptions"), &headers, &body).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(answer.headers["access-control-allow-origin"], app);
+}

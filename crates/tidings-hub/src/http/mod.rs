@@ -161,11 +161,27 @@ pub fn router(shared: Arc<Shared>) -> Router {
     if shared.config.demo {
         router = router.merge(demo::routes());
     }
+    if !shared.config.allowed_origins.is_empty() {
+        router = router.layer(cors(&shared.config.allowed_origins));
+    }
     let mut router = router.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(shared.clone());
     if let Some(dir) = &shared.config.static_dir {
         router = router.fallback_service(tower_http::services::ServeDir::new(dir));
     }
     router
+}
+
+/// CORS for the app's other origins (`--allowed-origin`): their pages may call the browser
+/// API with credentials (the session cookie) and the CSRF header. Only same-site origins
+/// get the cookie, which is `SameSite=Strict`.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+        .allow_headers([http::header::CONTENT_TYPE, http::HeaderName::from_static(crate::csrf::TOKEN_HEADER)])
 }
 
 /// The client's address, from the connection.
