@@ -184,9 +184,11 @@ async function focusOrOpen(url) {
   if (exact) return exact.focus();
   const ours = windows.find((c) => new URL(c.url).origin === new URL(url).origin);
   if (ours && 'navigate' in ours) {
-    // Focusing needs the click's user activation; navigating does not.
+    // Focusing needs the click's user activation; navigating does not, but works only for a
+    // window this worker controls: otherwise a new window it is.
     await ours.focus().catch(() => {});
-    return ours.navigate(url);
+    const navigated = await ours.navigate(url).catch(() => null);
+    if (navigated) return navigated;
   }
   return self.clients.openWindow(url);
 }

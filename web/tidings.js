@@ -59,7 +59,7 @@ export class Tidings {
     return this.registration;
   }
 
-  async call(method, path, body) {
+  async call(method, path, body, retried = false) {
     if (!this.csrf) this.csrf = (await (await fetch(`${this.hub}/api/session`, { credentials: 'include' })).json()).csrfToken;
     const answer = await fetch(`${this.hub}${path}`, {
       method,
@@ -67,6 +67,11 @@ export class Tidings {
       headers: { 'content-type': 'application/json', 'x-tidings-csrf': this.csrf },
       body: JSON.stringify(body),
     });
+    if (answer.status === 403 && !retried) {
+      // Another tab (or the service worker) started a new session: take its token, once.
+      this.csrf = null;
+      return this.call(method, path, body, true);
+    }
     if (!answer.ok && answer.status !== 404) throw new Error(`hub: ${answer.status} ${await answer.text()}`);
     return answer;
   }
@@ -122,13 +127,14 @@ export class Tidings {
     const registration = await this.ready();
     let subscription = await registration.pushManager.getSubscription();
     if (!subscription) return this.state();
-    const previous = await idb.get('state', 'endpoint');
+    // The endpoint the hub knows: the one stored at the last sync, else the current one.
+    const previous = (await idb.get('state', 'endpoint')) || subscription.endpoint;
     const key = await this.publicKey();
     if (!sameKey(subscription.options.applicationServerKey, key)) {
       await subscription.unsubscribe();
       subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: base64UrlToBytes(key) });
     }
-    await this.register(subscription, previous || subscription.endpoint);
+    await this.register(subscription, previous);
     return this.state();
   }
 

@@ -56,6 +56,16 @@ impl Config {
         origin == self.public_url || self.allowed_origins.iter().any(|o| o == origin)
     }
 
+    /// Whether subscriptions may name endpoints on this machine or a private network: only
+    /// for a hub that is itself on loopback (development with a local `tidings serve`).
+    pub fn local_endpoints_allowed(&self) -> bool {
+        self.public_url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(crate::subscribe::is_loopback))
+            .unwrap_or(false)
+    }
+
     /// Whether the hub is reached over TLS (so its cookies are marked `Secure`).
     pub fn is_https(&self) -> bool {
         self.public_url.starts_with("https://")

@@ -9,6 +9,7 @@
 
 use crate::store::{HubStore, Outcome, Send, Status, StoreError, SubscriptionId};
 use crate::unix_now;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_crypto::b64;
@@ -111,33 +112,56 @@ impl Dispatcher {
                 Err(_) => {}
             }
             let done = outcomes.len();
-            self.store.record(send.id, std::mem::take(&mut outcomes), unix_now()).await?;
+            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now())).await;
+            outcomes.clear();
             window.add_permits(done);
         }
-        let last = self.store.record(send.id, outcomes, unix_now()).await?;
+        let last = persistently(|| self.store.record(send.id, outcomes.clone(), unix_now())).await;
         let _ = engine.await;
-        feeder.await.map_err(|e| StoreError(e.to_string()))??;
+        let _ = feeder.await;
         tracing::info!(send = last.id, counts = ?last.counts, status = ?last.status, "send finished");
+        if last.status != Status::Done {
+            // Cannot happen while every claim and record is retried; if it does, do not spin.
+            tokio::time::sleep(POLL).await;
+        }
         Ok(())
     }
 }
 
+/// Runs a storage operation until it succeeds, waiting longer after each failure (up to 30
+/// s): a send in progress must neither lose track of recipients it claimed nor give up on
+/// them while storage is failing (a full disk, say).
+async fn persistently<T, F: Future<Output = Result<T, StoreError>>>(mut operation: impl FnMut() -> F) -> T {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match operation().await {
+            Ok(value) => return value,
+            Err(e) => {
+                tracing::error!(error = %e, "hub storage failed during a send; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
 /// Claims recipients and hands them to the engine, keeping at most the window's size
-/// claimed but not recorded.
+/// claimed but not recorded. Storage failures are retried, so every claimed recipient
+/// reaches the engine (and gets an outcome recorded).
 async fn feed(
     store: HubStore,
     send: u64,
     targets: mpsc::Sender<Target>,
     window: Arc<Semaphore>,
     batch: usize,
-) -> Result<(), StoreError> {
+) {
     let (mut cursor, mut index) = (None, 0);
     loop {
-        let Ok(permits) = window.acquire_many(batch as u32).await else { return Ok(()) };
+        let Ok(permits) = window.acquire_many(batch as u32).await else { return };
         permits.forget();
-        let claimed = store.claim(send, cursor, batch).await?;
+        let claimed = persistently(|| store.claim(send, cursor, batch)).await;
         window.add_permits(batch - claimed.len());
-        let Some((last, _)) = claimed.last() else { return Ok(()) };
+        let Some((last, _)) = claimed.last() else { return };
         cursor = Some(*last);
         for (id, record) in claimed {
             index += 1;
@@ -151,7 +175,7 @@ async fn feed(
                 None => Err("unsubscribed after the send started".to_owned()),
             };
             if targets.send(Target { index, id: Some(id.to_string()), subscription }).await.is_err() {
-                return Ok(());
+                return;
             }
         }
     }

@@ -66,6 +66,7 @@ impl Hub {
         let shared = Arc::new(Shared {
             sessions: Sessions::new(&secrets.session, config.is_https()),
             limiter: Shared::limiter(config.browser_rate),
+            login_limiter: Shared::login_limiter(),
             closed: std::sync::atomic::AtomicU64::new(0),
             demo: std::sync::Mutex::default(),
             user_token_secret: secrets.user_token,
@@ -104,6 +105,7 @@ async fn chores(shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         shared.limiter.retain_recent();
+        shared.login_limiter.retain_recent();
         if let Err(e) = shared.store.sweep_tokens(unix_now()).await {
             tracing::warn!(error = %e, "could not sweep used user tokens");
         }

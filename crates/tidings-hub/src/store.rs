@@ -587,8 +587,10 @@ impl HubStore {
                 let failure = match outcome {
                     Outcome::Accepted => {
                         send.counts.accepted += 1;
-                        if let Some(mut record) = record.filter(|r| r.failures > 0) {
+                        if let Some(mut record) = record.filter(|r| r.failures > 0 || r.last_error.is_some())
+                        {
                             record.failures = 0;
+                            record.last_error = None;
                             tx.insert(&ks.subscriptions, sub.0, encode(&record));
                         }
                         None

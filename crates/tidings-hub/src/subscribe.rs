@@ -1,9 +1,10 @@
 //! What a page sends to subscribe, checked before anything is stored.
 //!
-//! The endpoint must be an `https://` URL (push services are only ever reached over TLS),
-//! except on loopback, where a local `tidings serve` for development speaks plain HTTP; the
-//! keys must decode to a P-256 point and 16 bytes; topics are short names. Everything is
-//! bounded so that a hostile page cannot make the hub store much.
+//! The endpoint must be an `https://` URL of a public host (push services are only ever
+//! reached over TLS, and a hub must not be made to send requests into its own network);
+//! a hub running on loopback for development also accepts a local `tidings serve`, over
+//! plain HTTP. The keys must decode to a P-256 point and 16 bytes; topics are short names.
+//! Everything is bounded so that a hostile page cannot make the hub store much.
 
 use serde::Deserialize;
 use tidings_sender::Subscription as Checked;
@@ -35,24 +36,52 @@ pub struct SubscribeRequest {
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// Whether `host` (as in a URL) is a loopback address or `localhost`.
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (as in a URL) is this machine: `localhost` or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost"
         || host.ends_with(".localhost")
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Checks a subscription's endpoint and keys.
-pub fn check_subscription(subscription: &PushSubscription) -> Result<(), Refused> {
+/// Whether `host` (as in a URL) is this machine or a private network: `localhost`, or an
+/// IP address that is loopback, private, link-local, unique-local or unspecified.
+pub fn is_local(host: &str) -> bool {
+    if is_loopback(host) {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback() || ip.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+/// Checks a subscription's endpoint and keys. Endpoints on this machine or a private network
+/// are refused unless `allow_local` (a hub that is itself on loopback, for development with
+/// a local `tidings serve`): otherwise anyone could make the hub send requests to services
+/// inside its network. There, plain `http://` is accepted too.
+pub fn check_subscription(subscription: &PushSubscription, allow_local: bool) -> Result<(), Refused> {
     if subscription.endpoint.len() > MAX_ENDPOINT_LEN {
         return Err(Refused(format!("the endpoint is longer than {MAX_ENDPOINT_LEN} characters")));
     }
     let checked = Checked::from_json(subscription).map_err(|e| Refused(e.to_string()))?;
     let endpoint = checked.endpoint();
-    let secure = endpoint.scheme_str() == Some("https");
-    if !secure && !endpoint.host().is_some_and(is_loopback) {
-        return Err(Refused("the endpoint must be an https:// URL (http:// only on loopback)".into()));
+    let local = endpoint.host().is_some_and(is_local);
+    if local && !allow_local {
+        return Err(Refused(
+            "the endpoint must be a public push service, not this machine or a private network".into(),
+        ));
+    }
+    if endpoint.scheme_str() != Some("https") && !local {
+        return Err(Refused(
+            "the endpoint must be an https:// URL (http:// only for a local push service)".into(),
+        ));
     }
     Ok(())
 }
@@ -97,22 +126,36 @@ mod tests {
     const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
 
     #[test]
-    fn https_everywhere_but_loopback() {
-        assert!(check_subscription(&sub("https://fcm.googleapis.com/fcm/send/abc", P256DH, AUTH)).is_ok());
-        assert!(check_subscription(&sub("http://127.0.0.1:8080/push/abc", P256DH, AUTH)).is_ok());
-        assert!(check_subscription(&sub("http://[::1]:8080/push/abc", P256DH, AUTH)).is_ok());
-        assert!(check_subscription(&sub("http://localhost/push/abc", P256DH, AUTH)).is_ok());
-        assert!(check_subscription(&sub("http://push.example.com/abc", P256DH, AUTH)).is_err());
-        assert!(check_subscription(&sub("ftp://push.example.com/abc", P256DH, AUTH)).is_err());
+    fn public_https_endpoints_and_local_ones_only_for_a_local_hub() {
+        let ok =
+            |endpoint: &str, local: bool| check_subscription(&sub(endpoint, P256DH, AUTH), local).is_ok();
+        assert!(ok("https://fcm.googleapis.com/fcm/send/abc", false));
+        for local in
+            ["http://127.0.0.1:8080/push/abc", "http://[::1]:8080/push/abc", "http://localhost/push/abc"]
+        {
+            assert!(ok(local, true), "{local}");
+            assert!(!ok(local, false), "{local}");
+        }
+        for private in [
+            "https://10.1.2.3/x",
+            "https://192.168.0.1/x",
+            "https://169.254.169.254/x",
+            "https://[fd00::1]/x",
+            "https://0.0.0.0/x",
+        ] {
+            assert!(!ok(private, false), "{private}");
+        }
+        assert!(!ok("http://push.example.com/abc", true));
+        assert!(!ok("ftp://push.example.com/abc", true));
         let long = format!("https://push.example.com/{}", "a".repeat(MAX_ENDPOINT_LEN));
-        assert!(check_subscription(&sub(&long, P256DH, AUTH)).is_err());
+        assert!(!ok(&long, true));
     }
 
     #[test]
     fn keys_of_the_right_lengths() {
-        assert!(check_subscription(&sub("https://e.example/x", "BCVx", AUTH)).is_err());
-        assert!(check_subscription(&sub("https://e.example/x", P256DH, "AAAA")).is_err());
-        assert!(check_subscription(&sub("https://e.example/x", P256DH, "not base64!")).is_err());
+        assert!(check_subscription(&sub("https://e.example/x", "BCVx", AUTH), false).is_err());
+        assert!(check_subscription(&sub("https://e.example/x", P256DH, "AAAA"), false).is_err());
+        assert!(check_subscription(&sub("https://e.example/x", P256DH, "not base64!"), false).is_err());
     }
 
     #[test]

@@ -573,17 +573,21 @@ impl Store for RedisStore {
     }
 
     async fn refresh_routes(&self, uaids: &[Uaid], node: &str) -> Result<()> {
-        // One at a time: a background chore that should not crowd out the hot path.
+        // One at a time: a background chore that should not crowd out the hot path. A failure
+        // skips that entry only (it has hours left); the last one is reported.
         let mut redis = self.redis.clone();
+        let mut failed = Ok(());
         for &uaid in uaids {
-            invoke(&RENEW_NODE, &[self.route(uaid)])
+            let renewed = invoke(&RENEW_NODE, &[self.route(uaid)])
                 .arg(node)
                 .arg(ROUTE_TTL)
                 .invoke_async::<i64>(&mut redis)
-                .await
-                .map_err(error)?;
+                .await;
+            if let Err(e) = renewed {
+                failed = Err(error(e));
+            }
         }
-        Ok(())
+        failed
     }
 
     async fn ready(&self) -> Result<()> {
@@ -649,10 +653,13 @@ mod tests {
         .await
     }
 
+    /// A store under a prefix no other test, and no earlier run on the same (long-lived)
+    /// server, has used: the suite uses fixed uaids, and process ids come round again.
     async fn on(url: String) -> RedisStore {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let prefix = format!(
-            "tidings-test-{}-{}",
+            "tidings-test-{}-{started}-{}",
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );

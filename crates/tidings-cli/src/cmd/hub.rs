@@ -148,13 +148,21 @@ fn data_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
+/// The keys of an existing hub: reading them must not create new ones (a mistyped
+/// --data-dir would otherwise print keys no hub uses).
+fn existing_keys(dir: &Path) -> Result<secrets::Secrets> {
+    if !secrets::vapid_path(dir).exists() {
+        bail!("{} holds no hub keys: start tidings hub with this --data-dir first", dir.display());
+    }
+    secrets::load(dir, None).with_context(|| format!("cannot load the hub's keys in {}", dir.display()))
+}
+
 pub fn run(args: HubArgs) -> Result<Code> {
     match args.command {
         None => serve(args.serve),
         Some(HubCommand::Keys { data_dir: dir, user_token_secret }) => {
             let dir = data_dir(dir);
-            let keys = secrets::load(&dir, None)
-                .with_context(|| format!("cannot load the hub's keys in {}", dir.display()))?;
+            let keys = existing_keys(&dir)?;
             println!("VAPID public key (applicationServerKey): {}", keys.vapid.public_key_base64());
             println!("VAPID key file: {}", secrets::vapid_path(&dir).display());
             if user_token_secret {
@@ -193,8 +201,7 @@ pub fn run(args: HubArgs) -> Result<Code> {
         }
         Some(HubCommand::UserToken { user, lifetime, data_dir: dir }) => {
             let dir = data_dir(dir);
-            let keys = secrets::load(&dir, None)
-                .with_context(|| format!("cannot load the hub's keys in {}", dir.display()))?;
+            let keys = existing_keys(&dir)?;
             if lifetime == 0 || lifetime > user_token::MAX_LIFETIME {
                 bail!("--lifetime must be 1 to {} seconds", user_token::MAX_LIFETIME);
             }

@@ -3,7 +3,7 @@
 //! notification, and the latest sends with their outcomes. Endpoints are shown masked.
 //!
 //! Forms are protected like the browser API: same-origin check, a token bound to the login
-//! cookie, and `SameSite=Strict` cookies. Failed logins are rate limited per address.
+//! cookie, and `SameSite=Strict` cookies. Logins are limited to five a minute per address.
 
 use super::{Peer, Shared};
 use crate::csrf::{self, ADMIN_COOKIE};
@@ -234,7 +234,7 @@ async fn login(
     if !same_origin(&shared, &headers) {
         return forbidden("Log in from the hub's own page.");
     }
-    if shared.rate_limit(peer.0.ip()).is_err() {
+    if shared.login_limiter.check_key(&peer.0.ip()).is_err() {
         return (StatusCode::TOO_MANY_REQUESTS, login_form(Some("Too many attempts; wait a moment.")))
             .into_response();
     }

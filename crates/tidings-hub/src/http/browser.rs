@@ -60,6 +60,13 @@ impl FromRequestParts<Arc<Shared>> for Guarded {
 }
 
 fn guard(shared: &Shared, peer: &Peer, headers: &HeaderMap) -> Result<(), ApiError> {
+    same_origin(shared, peer, headers)?;
+    let session = csrf::cookie(header(headers, header::COOKIE), SESSION_COOKIE);
+    shared.sessions.check_token(session, header(headers, TOKEN_HEADER)).map_err(refused)
+}
+
+/// The rate limit and the same-origin check, without the session token.
+fn same_origin(shared: &Shared, peer: &Peer, headers: &HeaderMap) -> Result<(), ApiError> {
     shared.rate_limit(peer.0.ip())?;
     csrf::check_origin(
         header(headers, header::ORIGIN),
@@ -67,9 +74,22 @@ fn guard(shared: &Shared, peer: &Peer, headers: &HeaderMap) -> Result<(), ApiErr
         &shared.config.public_url,
         |origin| shared.config.origin_allowed(origin),
     )
-    .map_err(refused)?;
-    let session = csrf::cookie(header(headers, header::COOKIE), SESSION_COOKIE);
-    shared.sessions.check_token(session, header(headers, TOKEN_HEADER)).map_err(refused)
+    .map_err(refused)
+}
+
+/// A request from one of the app's pages (or its service worker, which has no session):
+/// the rate limit and the same-origin check, before the body is read.
+pub struct SameOrigin;
+
+impl FromRequestParts<Arc<Shared>> for SameOrigin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let peer = Peer::from_request_parts(parts, shared)
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
+        same_origin(shared, &peer, &parts.headers).map(|()| Self)
+    }
 }
 
 async fn vapid_public_key(State(shared): State<Arc<Shared>>) -> Response {
@@ -101,7 +121,8 @@ fn record(
     shared: &Shared,
     request: SubscribeRequest,
 ) -> Result<(Subscription, Option<(String, u64)>), ApiError> {
-    check_subscription(&request.subscription).map_err(|e| ApiError::bad("bad_subscription", e.0))?;
+    check_subscription(&request.subscription, shared.config.local_endpoints_allowed())
+        .map_err(|e| ApiError::bad("bad_subscription", e.0))?;
     let topics = check_topics(&request.topics).map_err(|e| ApiError::bad("bad_topics", e.0))?;
     let claims = match &request.user_token {
         Some(token) => Some(
@@ -209,18 +230,9 @@ struct NotificationEvent {
 /// check applies (a service worker has no page session); the count is all it changes.
 async fn notification_event(
     State(shared): State<Arc<Shared>>,
-    peer: Peer,
-    headers: HeaderMap,
+    _: SameOrigin,
     JsonBody(event): JsonBody<NotificationEvent>,
 ) -> Result<Response, ApiError> {
-    shared.rate_limit(peer.0.ip())?;
-    csrf::check_origin(
-        header(&headers, header::ORIGIN),
-        header(&headers, "sec-fetch-site"),
-        &shared.config.public_url,
-        |origin| shared.config.origin_allowed(origin),
-    )
-    .map_err(refused)?;
     if event.r#type != "close" || event.tag.as_ref().is_some_and(|t| t.len() > 256) {
         return Err(ApiError::bad("bad_event", "the only event is {\"type\": \"close\", \"tag\": ...}"));
     }

@@ -75,6 +75,8 @@ async fn post(
     if author.is_empty() || author.chars().count() > 40 || text.is_empty() || text.chars().count() > 500 {
         return Err(ApiError::bad("bad_message", "a name of 1 to 40 characters and a text of 1 to 500"));
     }
+    // The key is recorded only once the notification is queued, so that a retry after a
+    // failure queues it then (the message is stored once either way).
     let (message, count) = {
         let mut room = room(&shared);
         if let Some(existing) = room.by_key.get(&key) {
@@ -82,12 +84,6 @@ async fn post(
         }
         room.next += 1;
         let message = ChatMessage { id: room.next, author, text, at: unix_now() };
-        room.messages.push(message.clone());
-        room.by_key.insert(key, message.clone());
-        if room.messages.len() > KEEP {
-            let old = room.messages.remove(0);
-            room.by_key.retain(|_, m| m.id != old.id);
-        }
         (message, room.next)
     };
     let notification = Notification {
@@ -118,5 +114,16 @@ async fn post(
     let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
     shared.store.create_send(send).await.map_err(ApiError::storage)?;
     shared.wake.notify_one();
+    let mut room = room(&shared);
+    if let Some(existing) = room.by_key.get(&key) {
+        // A concurrent retry of the same request got there first.
+        return Ok((StatusCode::OK, axum::Json(existing.clone())).into_response());
+    }
+    room.messages.push(message.clone());
+    room.by_key.insert(key, message.clone());
+    if room.messages.len() > KEEP {
+        let old = room.messages.remove(0);
+        room.by_key.retain(|_, m| m.id != old.id);
+    }
     Ok((StatusCode::CREATED, axum::Json(message)).into_response())
 }

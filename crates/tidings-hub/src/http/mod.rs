@@ -55,6 +55,9 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// Browser-facing requests per client address.
     pub limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Admin login attempts per client address: few, whatever `--browser-rate` says, so
+    /// that the admin secret cannot be guessed at speed.
+    pub login_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Notifications the kit reported closed without a click, since start.
     pub closed: std::sync::atomic::AtomicU64,
     /// The demo's chat room (with `--demo`).
@@ -67,6 +70,12 @@ impl Shared {
         let rate = NonZeroU32::new(per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(per_second.max(1).saturating_mul(2)).expect("at least 2");
         governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+    }
+
+    /// A limiter allowing five admin logins a minute per address.
+    pub fn login_limiter() -> DefaultKeyedRateLimiter<IpAddr> {
+        let five = NonZeroU32::new(5).expect("five");
+        governor::RateLimiter::keyed(Quota::per_minute(five).allow_burst(five))
     }
 
     /// Counts a request from `ip` against its rate; refuses it when over.

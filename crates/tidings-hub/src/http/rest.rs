@@ -15,10 +15,12 @@ use crate::notification::{self, Notification};
 use crate::store::{Counts, Send, Status, SubscriptionId, Target};
 use crate::unix_now;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use http::{HeaderMap, StatusCode, header};
+use http::request::Parts;
+use http::{StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -46,26 +48,33 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Checks the API key; the key's name.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send an API key: Authorization: Bearer tdh_...",
-            )
-        })?;
-    shared.api_keys.check(presented.trim()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown API key (tidings hub api-key create makes one)",
-        )
-    })
+/// A request with a valid API key (checked before the body is read); holds the key's name.
+pub struct ApiKey(pub String);
+
+impl FromRequestParts<Arc<Shared>> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .ok_or_else(|| unauthorized("send an API key: Authorization: Bearer tdh_..."))?;
+        shared
+            .api_keys
+            .check(presented)
+            .map(Self)
+            .ok_or_else(|| unauthorized("unknown API key (tidings hub api-key create makes one)"))
+    }
+}
+
+/// The query of a listing, or a JSON 400.
+fn page(query: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
+    query.map(|Query(page)| page).map_err(|e| ApiError::bad("bad_query", e.body_text()))
 }
 
 /// When to send: unix seconds or an RFC 3339 time.
@@ -188,10 +197,9 @@ pub fn describe(send: &Send) -> serde_json::Value {
 
 async fn create_send(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    ApiKey(key): ApiKey,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(&shared, &headers)?;
     let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
     let id = shared.store.create_send(send.clone()).await.map_err(ApiError::storage)?;
     shared.wake.notify_one();
@@ -213,10 +221,10 @@ struct Page {
 
 async fn list_sends(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(page): Query<Page>,
+    _: ApiKey,
+    query: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers)?;
+    let page = page(query)?;
     let sends =
         shared.store.recent_sends(page.limit.unwrap_or(20).min(100)).await.map_err(ApiError::storage)?;
     Ok(axum::Json(json!({ "sends": sends.iter().map(describe).collect::<Vec<_>>() })).into_response())
@@ -224,17 +232,15 @@ async fn list_sends(
 
 async fn get_send(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    _: ApiKey,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers)?;
     let id: u64 = id.parse().map_err(|_| ApiError::bad("bad_id", "a send id is a number"))?;
     let send = shared.store.send(id).await.map_err(ApiError::storage)?;
     send.map(|s| axum::Json(describe(&s)).into_response()).ok_or_else(|| ApiError::not_found("no such send"))
 }
 
-async fn topics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers)?;
+async fn topics(State(shared): State<Arc<Shared>>, _: ApiKey) -> Result<Response, ApiError> {
     let topics = shared.store.topics().await.map_err(ApiError::storage)?;
     let topics: Vec<_> =
         topics.into_iter().map(|(topic, n)| json!({ "topic": topic, "subscriptions": n })).collect();
@@ -243,10 +249,10 @@ async fn topics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Result
 
 async fn subscriptions(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(page): Query<Page>,
+    _: ApiKey,
+    query: Result<Query<Page>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers)?;
+    let page = page(query)?;
     let after = match page.after.as_deref() {
         Some(a) => Some(
             SubscriptionId::parse(a).ok_or_else(|| ApiError::bad("bad_id", "after is a subscription id"))?,
@@ -276,10 +282,9 @@ async fn subscriptions(
 
 async fn remove_subscription(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    _: ApiKey,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authenticate(&shared, &headers)?;
     let id = SubscriptionId::parse(&id)
         .ok_or_else(|| ApiError::bad("bad_id", "a subscription id is 32 hex digits"))?;
     if shared.store.remove_subscription(id).await.map_err(ApiError::storage)? {
