@@ -44,39 +44,6 @@ fn refused(refusal: Refusal) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "csrf", refusal.to_string())
 }
 
-/// The checks every state-changing browser request passes before its body is even read:
-/// an extractor placed before the body's.
-pub struct Guarded;
-
-impl FromRequestParts<Arc<Shared>> for Guarded {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let peer = Peer::from_request_parts(parts, shared)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
-        guard(shared, &peer, &parts.headers).map(|()| Self)
-    }
-}
-
-fn guard(shared: &Shared, peer: &Peer, headers: &HeaderMap) -> Result<(), ApiError> {
-    same_origin(shared, peer, headers)?;
-    let session = csrf::cookie(header(headers, header::COOKIE), SESSION_COOKIE);
-    shared.sessions.check_token(session, header(headers, TOKEN_HEADER)).map_err(refused)
-}
-
-/// The rate limit and the same-origin check, without the session token.
-fn same_origin(shared: &Shared, peer: &Peer, headers: &HeaderMap) -> Result<(), ApiError> {
-    shared.rate_limit(peer.0.ip())?;
-    csrf::check_origin(
-        header(headers, header::ORIGIN),
-        header(headers, "sec-fetch-site"),
-        &shared.config.public_url,
-        |origin| shared.config.origin_allowed(origin),
-    )
-    .map_err(refused)
-}
-
 /// A request from one of the app's pages (or its service worker, which has no session):
 /// the rate limit and the same-origin check, before the body is read.
 pub struct SameOrigin;
@@ -88,7 +55,31 @@ impl FromRequestParts<Arc<Shared>> for SameOrigin {
         let peer = Peer::from_request_parts(parts, shared)
             .await
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
-        same_origin(shared, &peer, &parts.headers).map(|()| Self)
+        shared.rate_limit(peer.0.ip())?;
+        let headers = &parts.headers;
+        csrf::check_origin(
+            header(headers, header::ORIGIN),
+            header(headers, "sec-fetch-site"),
+            &shared.config.public_url,
+            |origin| shared.config.origin_allowed(origin),
+        )
+        .map_err(refused)?;
+        Ok(Self)
+    }
+}
+
+/// The checks every state-changing browser request passes before its body is even read:
+/// [`SameOrigin`], then the session's CSRF token.
+pub struct Guarded;
+
+impl FromRequestParts<Arc<Shared>> for Guarded {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        SameOrigin::from_request_parts(parts, shared).await?;
+        let session = csrf::cookie(header(&parts.headers, header::COOKIE), SESSION_COOKIE);
+        shared.sessions.check_token(session, header(&parts.headers, TOKEN_HEADER)).map_err(refused)?;
+        Ok(Self)
     }
 }
 
