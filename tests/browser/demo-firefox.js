@@ -1,5 +1,6 @@
 // The demo app of `tidings hub --demo` in a real Firefox ESR (driven over WebDriver BiDi,
 // which Firefox speaks itself), subscribed through `tidings serve`. Prints what it saw as JSON.
+// It asks the test (a line on stdout, answered on stdin) to restart the push service.
 // Usage: node --experimental-websocket demo-firefox.js <firefox> <profile> <home> <hub url>
 //          <push service metrics url> <hub API key> <screenshot.png>
 const fs = require('node:fs');
@@ -8,6 +9,13 @@ const { until, run } = require('./wait.js');
 
 const [binary, profile, home, hub, metrics, apiKey, screenshot] = process.argv.slice(2);
 const auth = { authorization: `Bearer ${apiKey}` };
+// Asks the test to do something (a line on stdout) and waits for its answer (a line on stdin).
+const lines = require('node:readline').createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function ask(request) {
+  console.log(request);
+  const { value } = await lines.next();
+  if (value !== 'done') throw new Error(`the test answered ${value}`);
+}
 const subscriptions = async () => (await (await fetch(`${hub}/api/v1/subscriptions`, { headers: auth })).json()).subscriptions;
 
 
@@ -63,6 +71,26 @@ async function main() {
     });
     await until('the message on screen', () => firefox.evaluate(`document.querySelectorAll('li:not(.pending)').length > 0`));
     fs.writeFileSync(screenshot, await firefox.screenshot());
+
+    // The push service forgets this browser (restarted on an empty data directory): Firefox
+    // gets a new uaid at its next hello, drops its subscription and fires
+    // pushsubscriptionchange; the kit subscribes again and the hub replaces the endpoint.
+    const before = result.subscribed[0].id;
+    await ask('restart-push-service');
+    result.resubscribed = await until('the replaced subscription', async () => {
+      const list = await subscriptions();
+      return list.length === 1 && list[0].id !== before ? list : null;
+    }, 90000);
+    const again = await fetch(`${hub}/api/v1/sends`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: { topic: 'chat' }, notification: { title: 'After the change', body: 'new endpoint' } }),
+    });
+    result.afterChangeStatus = again.status;
+    result.afterChange = await until('the notification after the change', async () => {
+      const shown = await firefox.evaluate(shownNotifications);
+      return shown.find((n) => n.title === 'After the change');
+    });
 
     // Turning notifications off removes the subscription from the hub.
     await firefox.click('#notify');

@@ -16,7 +16,10 @@ async function until(what, check, ms = 30000) {
 /** Runs `main`, printing its result as JSON, or its error and exit code 1. */
 function run(main) {
   main().then(
-    (result) => console.log(JSON.stringify(result)),
+    (result) => {
+      console.log(JSON.stringify(result));
+      process.exit(0);
+    },
     (e) => {
       console.error(e.stack || String(e));
       process.exit(1);

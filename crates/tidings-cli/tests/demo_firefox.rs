@@ -3,7 +3,9 @@
 //! real click turns notifications on (the kit's subscribe() with a user gesture), a message
 //! posted through the outbox reaches the server and comes back as a notification the
 //! service worker shows, with the app badge count recorded; a notification object sent
-//! through the REST API is shown; turning notifications off removes the subscription.
+//! through the REST API is shown; when the push service forgets the browser, Firefox fires
+//! pushsubscriptionchange and the kit subscribes again and replaces the endpoint at the hub;
+//! turning notifications off removes the subscription.
 
 mod common;
 
@@ -11,7 +13,7 @@ use common::firefox::{binary, profile};
 use common::hub::HubProcess;
 use common::push::Service;
 use serde_json::Value;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_subscribes_and_shows_notifications_in_firefox() {
@@ -33,13 +35,40 @@ async fn the_demo_subscribes_and_shows_notifications_in_firefox() {
         key,
         screenshot.to_str().unwrap().into(),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg("--experimental-websocket").arg(script).args(&args).output().unwrap()
+    // The script asks (a line on stdout) for the push service to be restarted on an empty
+    // data directory, and goes on when told (a line on stdin); its last line is the result.
+    let (seen, service) = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead as _, Write as _};
+        let mut node = Command::new("node")
+            .arg("--experimental-websocket")
+            .arg(script)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = node.stdin.take().unwrap();
+        let mut service = service;
+        let mut last = String::new();
+        for line in std::io::BufReader::new(node.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line == "restart-push-service" {
+                service.kill9();
+                std::fs::remove_dir_all(&service.data_dir).unwrap();
+                service.restart();
+                writeln!(stdin, "done").unwrap();
+            } else {
+                last = line;
+            }
+        }
+        let out = node.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (serde_json::from_str::<Value>(&last).unwrap(), service)
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), hub.log.lock().unwrap());
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    drop(service);
     assert_eq!(seen["buttonBefore"], "Turn on notifications", "{seen}");
     assert_eq!(seen["buttonAfter"], "Turn off notifications");
     assert_eq!(seen["subscribed"][0]["topics"], serde_json::json!(["chat"]));
@@ -48,6 +77,11 @@ async fn the_demo_subscribes_and_shows_notifications_in_firefox() {
     assert_eq!(seen["badge"], 1, "the push set the app badge");
     assert_eq!(seen["restStatus"], 202);
     assert_eq!(seen["restNotification"]["body"], "REST API");
+    // pushsubscriptionchange: the kit subscribed again and the hub replaced the endpoint,
+    // keeping the topic; a send reaches the new subscription.
+    assert_eq!(seen["resubscribed"][0]["topics"], serde_json::json!(["chat"]), "{seen}");
+    assert_eq!(seen["afterChangeStatus"], 202);
+    assert_eq!(seen["afterChange"]["body"], "new endpoint");
     assert_eq!(seen["afterUnsubscribe"], "empty");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
 }
