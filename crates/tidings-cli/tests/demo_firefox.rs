@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::firefox::{binary, profile};
+use common::firefox::{binary, fresh_profile};
 use common::hub::HubProcess;
 use common::push::Service;
 use serde_json::Value;
@@ -20,10 +20,7 @@ async fn the_demo_subscribes_and_shows_notifications_in_firefox() {
     let service = Service::start(&[]);
     let hub = HubProcess::start(&["--demo"]);
     let key = hub.api_key();
-    let home = service.data_dir.with_extension("firefox");
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    let profile = profile(&home, service.port);
+    let (home, profile) = fresh_profile(&service);
     let screenshot = home.join("demo-firefox.png");
     let script = common::repo_root().join("tests/browser/demo-firefox.js");
     let args: Vec<String> = vec![

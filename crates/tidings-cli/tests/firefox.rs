@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::firefox::{Firefox, PageServer, profile};
+use common::firefox::{Firefox, PageServer, fresh_profile};
 use common::push::{Service, eventually, metric};
 use common::{node, python, tidings};
 use serde_json::{Value, json};
@@ -45,14 +45,11 @@ async fn firefox_end_to_end_on_the_redis_store() {
 
 async fn firefox_end_to_end(serve_args: &[&str]) {
     let service = Service::start(serve_args);
-    let dir = service.data_dir.with_extension("firefox");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, profile) = fresh_profile(&service);
     let vapid = VapidKey::generate().unwrap();
     let keys = vapid.to_key_file();
     std::fs::write(dir.join("vapid.json"), serde_json::to_string(&keys).unwrap()).unwrap();
     let mut page = PageServer::start(keys.public_key.clone(), service.port).await;
-    let profile = profile(&dir, service.port);
     let firefox = Firefox::launch(&dir, &profile, &page.url(), dir.join("firefox.log"));
 
     let subscription = page.next("subscription", WAIT, &firefox).await;

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::firefox::{Firefox, PageServer, profile};
-use common::hub::{Http, HubProcess, wait_done};
+use common::hub::{HubPage, wait_done};
 use common::push::Service;
 use serde_json::json;
 use std::time::Duration;
@@ -15,17 +14,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kit_shows_hub_notifications_in_firefox() {
     let service = Service::start(&[]);
-    let static_dir = common::repo_root().join("crates/tidings-cli/tests/kit-firefox");
-    let hub = HubProcess::start(&["--static-dir", static_dir.to_str().unwrap()]);
-    let key = hub.api_key();
-    let http = Http::new();
-    let mut page = PageServer::start(String::new(), service.port).await;
-    let home = service.data_dir.with_extension("firefox");
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    let profile = profile(&home, service.port);
-    let url = format!("{}/?report={}", hub.url(), page.url().trim_end_matches('/'));
-    let firefox = Firefox::launch(&home, &profile, &url, home.join("firefox.log"));
+    let HubPage { hub, key, http, mut page, firefox } = HubPage::open(&service, "kit-firefox").await;
 
     let subscribed = page.next("subscribed", Duration::from_secs(60), &firefox).await;
     assert_eq!(

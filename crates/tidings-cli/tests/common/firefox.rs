@@ -36,6 +36,16 @@ pub fn profile(dir: &Path, push_port: u16) -> PathBuf {
     profile
 }
 
+/// A fresh directory beside `service`'s data directory, to be Firefox's HOME, with a profile
+/// in it set up for `service`: (home, profile).
+pub fn fresh_profile(service: &super::push::Service) -> (PathBuf, PathBuf) {
+    let home = service.data_dir.with_extension("firefox");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let profile = profile(&home, service.port);
+    (home, profile)
+}
+
 /// A running Firefox; killed when dropped.
 pub struct Firefox {
     child: Child,

@@ -247,3 +247,26 @@ pub async fn wait_done(http: &Http, hub: &str, key: &str, id: u64, within: Durat
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A page of the app's, served by a hub from a folder of `crates/tidings-cli/tests/`, open in
+/// a real Firefox subscribed through `service`; the page reports to `page`.
+pub struct HubPage {
+    pub hub: HubProcess,
+    pub key: String,
+    pub http: Http,
+    pub page: super::firefox::PageServer,
+    pub firefox: super::firefox::Firefox,
+}
+
+impl HubPage {
+    pub async fn open(service: &super::push::Service, folder: &str) -> Self {
+        let static_dir = super::repo_root().join("crates/tidings-cli/tests").join(folder);
+        let hub = HubProcess::start(&["--static-dir", static_dir.to_str().unwrap()]);
+        let key = hub.api_key();
+        let page = super::firefox::PageServer::start(String::new(), service.port).await;
+        let (home, profile) = super::firefox::fresh_profile(service);
+        let url = format!("{}/?report={}", hub.url(), page.url().trim_end_matches('/'));
+        let firefox = super::firefox::Firefox::launch(&home, &profile, &url, home.join("firefox.log"));
+        Self { hub, key, http: Http::new(), page, firefox }
+    }
+}
