@@ -40,7 +40,7 @@ async fn call(
     url: &str,
     headers: &[(&str, &str)],
     body: String,
-) -> Result<(u16, String)> {
+) -> Result<(u16, http::HeaderMap, String)> {
     let mut request = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -48,12 +48,8 @@ async fn call(
     let response = http.request(request.body(Full::new(Bytes::from(body)))?).await?;
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    let cookie = parts.headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let body = String::from_utf8_lossy(&body.collect().await?.to_bytes()).into_owned();
-    Ok((
-        status,
-        if method == "GET" && url.ends_with("/api/session") { format!("{cookie}\n{body}") } else { body },
-    ))
+    Ok((status, parts.headers, body))
 }
 
 /// Starts `tidings hub` and waits until it is ready.
@@ -97,9 +93,10 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
 
     // A browser session, then every subscription through the browser API.
-    let (_, session) = call(&http, "GET", &format!("{url}/api/session"), &[], String::new()).await?;
-    let (cookie, body) = session.split_once('\n').context("session answer")?;
+    let (_, headers, body) = call(&http, "GET", &format!("{url}/api/session"), &[], String::new()).await?;
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).context("session cookie")?;
     let cookie = Arc::new(cookie.split(';').next().unwrap_or_default().to_owned());
+    let body = body.as_str();
     let token: serde_json::Value = serde_json::from_str(body)?;
     let token = Arc::new(token["csrfToken"].as_str().context("csrf token")?.to_owned());
     let lines: Vec<String> = std::fs::read_to_string(&list)?.lines().map(str::to_owned).collect();
@@ -122,7 +119,7 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
                     ("cookie", cookie.as_str()),
                     ("x-tidings-csrf", token.as_str()),
                 ];
-                let (status, answer) =
+                let (status, _, answer) =
                     call(&http, "POST", &format!("{url}/api/subscriptions"), &headers, body).await?;
                 if status != 201 {
                     bail!("subscribe answered {status}: {answer}");
@@ -151,7 +148,7 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
     let before = received.load(Ordering::Relaxed);
     let send = format!(r#"{{"to":"everyone","text":"{}","ttl":60}}"#, "x".repeat(100));
     let started = Instant::now();
-    let (status, answer) = call(
+    let (status, _, answer) = call(
         &http,
         "POST",
         &format!("{url}/api/v1/sends"),
@@ -165,7 +162,7 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
     let id = serde_json::from_str::<serde_json::Value>(&answer)?["id"].as_u64().context("send id")?;
     let counts = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let (_, answer) = call(
+        let (_, _, answer) = call(
             &http,
             "GET",
             &format!("{url}/api/v1/sends/{id}"),

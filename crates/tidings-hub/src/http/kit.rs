@@ -20,7 +20,6 @@ const KIT: &[(&str, &str)] = &[
 
 /// The demo app's files, by path.
 const DEMO: &[(&str, &str)] = &[
-    ("", include_str!("../../../../web/demo/index.html")),
     ("index.html", include_str!("../../../../web/demo/index.html")),
     ("app.js", include_str!("../../../../web/demo/app.js")),
     ("sw.js", include_str!("../../../../web/demo/sw.js")),
@@ -44,14 +43,10 @@ fn file(files: &[(&str, &'static str)], name: &str) -> Response {
     match files.iter().find(|(n, _)| *n == name) {
         // `no-cache`: the browser revalidates, so a new hub version is picked up; the service
         // worker's own cache is what makes the app work offline.
-        Some((_, body)) => (
-            [
-                (header::CONTENT_TYPE, content_type(if name.is_empty() { "index.html" } else { name })),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            *body,
-        )
-            .into_response(),
+        Some((_, body)) => {
+            ([(header::CONTENT_TYPE, content_type(name)), (header::CACHE_CONTROL, "no-cache")], *body)
+                .into_response()
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -61,7 +56,7 @@ async fn kit(Path(name): Path<String>) -> Response {
 }
 
 async fn demo_root() -> Response {
-    file(DEMO, "")
+    file(DEMO, "index.html")
 }
 
 async fn demo(Path(name): Path<String>) -> Response {
