@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 /// The format's marker value (`web_push`), the number of the Web Push RFC.
 pub const MAGIC: u16 = 8030;
 
-/// A notification as the app's backend describes it (and as it goes into the payload).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A notification as the app's backend describes it (and as it goes into the payload). The
+/// default has an empty title, which [`payload`] refuses: set one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notification {
     /// The title (required).

@@ -7,7 +7,7 @@
 
 use super::{Peer, Shared};
 use crate::csrf::{self, ADMIN_COOKIE};
-use crate::http::rest::build_send;
+use crate::http::rest::{SendRequest, build_send};
 use crate::notification::Notification;
 use crate::store::{Send, Status, Target};
 use crate::unix_now;
@@ -301,27 +301,9 @@ async fn send(
         title: form.title,
         navigate: Some(form.navigate).filter(|n| !n.is_empty()),
         body: Some(form.body).filter(|b| !b.is_empty()),
-        icon: None,
-        image: None,
-        badge: None,
-        tag: None,
-        actions: Vec::new(),
-        silent: None,
-        lang: None,
-        dir: None,
+        ..Notification::default()
     };
-    let request = crate::http::rest::SendRequest {
-        to,
-        notification: Some(notification),
-        app_badge: None,
-        mutable: None,
-        payload: None,
-        text: None,
-        ttl: Some(3600),
-        urgency: None,
-        topic: None,
-        send_at: None,
-    };
+    let request = SendRequest { ttl: Some(3600), ..SendRequest::notification(to, notification) };
     let send = match build_send(request, &format!("{}/", shared.config.public_url), unix_now()) {
         Ok(send) => send,
         Err(e) => {

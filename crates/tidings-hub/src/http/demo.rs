@@ -91,25 +91,15 @@ async fn post(
         navigate: Some(format!("{}/", shared.config.public_url)),
         body: Some(message.text.clone()),
         icon: Some(format!("{}/icon.svg", shared.config.public_url)),
-        image: None,
-        badge: None,
         tag: Some("chat".into()),
-        actions: Vec::new(),
-        silent: None,
-        lang: None,
-        dir: None,
+        ..Notification::default()
     };
     let request = SendRequest {
-        to: Target::Topic("chat".into()),
-        notification: Some(notification),
         app_badge: Some(count),
-        mutable: None,
-        payload: None,
-        text: None,
         ttl: Some(3600),
         urgency: Some("normal".into()),
         topic: Some("chat".into()),
-        send_at: None,
+        ..SendRequest::notification(Target::Topic("chat".into()), notification)
     };
     let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
     shared.store.create_send(send).await.map_err(ApiError::storage)?;

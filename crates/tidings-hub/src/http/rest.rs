@@ -113,6 +113,24 @@ pub struct SendRequest {
     pub send_at: Option<When>,
 }
 
+impl SendRequest {
+    /// A request to send `notification` to `to`, with every other choice left to its default.
+    pub fn notification(to: Target, notification: Notification) -> Self {
+        Self {
+            to,
+            notification: Some(notification),
+            app_badge: None,
+            mutable: None,
+            payload: None,
+            text: None,
+            ttl: None,
+            urgency: None,
+            topic: None,
+            send_at: None,
+        }
+    }
+}
+
 /// Checks a send request and makes the send to queue.
 pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Result<Send, ApiError> {
     let payload = match (request.notification, request.payload, request.text) {
