@@ -17,6 +17,7 @@
 //! | `due` | send id | (empty): the sends not finished yet |
 //! | `items` | send id, subscription id | [`PENDING`] or [`SENDING`] |
 //! | `tokens` | a user token's `jti` | its expiry (u64): tokens already used |
+//! | `token_expiry` | expiry (u64), `jti` | (empty): the same tokens in expiry order, to sweep |
 //! | `meta` | `next_send` | the next send id |
 //!
 //! A send's recipients are written as items when it starts. The dispatcher claims a few
@@ -256,6 +257,7 @@ struct Keyspaces {
     due: SingleWriterTxKeyspace,
     items: SingleWriterTxKeyspace,
     tokens: SingleWriterTxKeyspace,
+    token_expiry: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -300,10 +302,6 @@ fn get<T: serde::de::DeserializeOwned>(
     tx.get(space, key).map_err(error)?.map(|v| decode(&v)).transpose()
 }
 
-fn u64_of(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
 impl HubStore {
     /// Opens (or creates) the database in `dir`. Fails if another process has it open.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -317,6 +315,7 @@ impl HubStore {
             due: keyspace("due")?,
             items: keyspace("items")?,
             tokens: keyspace("tokens")?,
+            token_expiry: keyspace("token_expiry")?,
             meta: keyspace("meta")?,
             db,
         });
@@ -398,6 +397,7 @@ impl HubStore {
             tx.insert(&ks.subscriptions, id.0, encode(&new));
             if let Some((jti, expires)) = &token {
                 tx.insert(&ks.tokens, jti.as_bytes(), expires.to_be_bytes());
+                tx.insert(&ks.token_expiry, [&expires.to_be_bytes()[..], jti.as_bytes()].concat(), b"");
             }
             Ok((id, saved))
         })
@@ -680,21 +680,20 @@ impl HubStore {
         Ok(interrupted)
     }
 
-    /// Forgets used user tokens that have expired (they would be refused anyway).
+    /// Forgets used user tokens that have expired (they would be refused anyway): a range
+    /// of the expiry index, so the writer reads only what it deletes.
     pub async fn sweep_tokens(&self, now: u64) -> Result<usize> {
         self.write(move |ks, tx| {
             let expired: Vec<_> = tx
-                .iter(&ks.tokens)
-                .filter_map(|e| e.into_inner().ok())
-                .filter(|(_, v)| u64_of(v).is_some_and(|exp| exp < now))
-                .map(|(k, _)| k)
+                .range(&ks.token_expiry, ..now.to_be_bytes().to_vec())
                 .take(10_000)
-                .collect();
-            let n = expired.len();
-            for k in expired {
-                tx.remove(&ks.tokens, k);
+                .map(|e| e.key().map_err(error))
+                .collect::<Result<_>>()?;
+            for key in &expired {
+                tx.remove(&ks.tokens, key.get(8..).unwrap_or_default());
+                tx.remove(&ks.token_expiry, key.clone());
             }
-            Ok(n)
+            Ok(expired.len())
         })
         .await
     }
@@ -862,7 +861,19 @@ mod tests {
         assert!(store.remove_subscription(c).await.unwrap());
         assert!(!store.remove_subscription(c).await.unwrap());
         assert_eq!(store.topics().await.unwrap(), [("news".to_owned(), 1)]);
+        let later = Some(("jti-2".to_owned(), 200));
+        assert_eq!(
+            store.save_subscription(subscription(5, &[], None), later.clone(), None).await.unwrap().1,
+            Saved::Created
+        );
+        // Only the expired token is forgotten; the other still cannot be used again.
         assert_eq!(store.sweep_tokens(101).await.unwrap(), 1);
+        assert_eq!(store.sweep_tokens(101).await.unwrap(), 0);
+        assert_eq!(
+            store.save_subscription(subscription(6, &[], None), later, None).await.unwrap().1,
+            Saved::Replayed
+        );
+        assert_eq!(store.sweep_tokens(201).await.unwrap(), 1);
     }
 
     #[tokio::test]
