@@ -1,12 +1,12 @@
 //! The I/O shell: sends prepared requests over pooled HTTP/1.1 and HTTP/2 connections.
 
+use crate::connect::{ConnectPolicy, Connector, Resolve, SystemResolver};
 use crate::outcome::Response;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
@@ -25,6 +25,10 @@ pub struct ClientConfig {
     /// Certificate authorities to trust besides the system's: for push services behind a
     /// private CA (a `tidings serve` with its own certificate, say).
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Which hosts and addresses may be connected to (anything, by default).
+    pub policy: ConnectPolicy,
+    /// How host names are resolved (the system's resolver, by default).
+    pub resolver: Arc<dyn Resolve>,
 }
 
 impl Default for ClientConfig {
@@ -33,6 +37,8 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             extra_roots: Vec::new(),
+            policy: ConnectPolicy::any(),
+            resolver: Arc::new(SystemResolver),
         }
     }
 }
@@ -46,13 +52,16 @@ pub enum SendError {
     /// Connecting, TLS or the HTTP exchange failed.
     #[error("{0}")]
     Http(String),
+    /// The [`ConnectPolicy`] forbids the endpoint's host or address: sending again will not help.
+    #[error("refused: {0}")]
+    Refused(crate::connect::Refused),
 }
 
 /// A push client: one connection pool per push-service origin, HTTP/2 where the service
 /// offers it (ALPN), HTTP/1.1 keep-alive otherwise. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct PushClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Client<HttpsConnector<Connector>, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -60,10 +69,10 @@ impl PushClient {
     /// A client trusting the system's CA certificates (or, where the system has none,
     /// Mozilla's root list as shipped in webpki-roots).
     pub fn new(config: ClientConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.enforce_http(false);
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
+        let mut connector = Connector::new(config.policy, config.resolver);
+        connector.http().enforce_http(false);
+        connector.http().set_nodelay(true);
+        connector.http().set_connect_timeout(Some(config.timeout));
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -91,7 +100,12 @@ impl PushClient {
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response, SendError> {
         let exchange = async {
             let response =
-                self.http.request(request.map(Full::new)).await.map_err(|e| SendError::Http(describe(&e)))?;
+                self.http.request(request.map(Full::new)).await.map_err(
+                    |e| match crate::connect::refusal(&e) {
+                        Some(refused) => SendError::Refused(refused.clone()),
+                        None => SendError::Http(describe(&e)),
+                    },
+                )?;
             let (parts, body) = response.into_parts();
             // A body that is cut off or too long still leaves a useful status.
             let body = match Limited::new(body, MAX_RESPONSE_BODY).collect().await {

@@ -279,6 +279,9 @@ async fn send_one(shared: &Shared, target: Target) -> Report {
                     }
                 }
             },
+            Err(crate::client::SendError::Refused(refused)) => {
+                return done(Outcome::Invalid { reason: format!("not sent: {refused}") }, attempts);
+            }
             Err(e) => {
                 if last {
                     return done(Outcome::Failed { status: None, reason: e.to_string() }, attempts);

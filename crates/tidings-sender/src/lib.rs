@@ -5,6 +5,8 @@
 //! * [`outcome`]: sans-IO classification of the push service's answer (accepted, gone,
 //!   rejected, retry later), with the service's errno and message.
 //! * [`client`]: the I/O shell, a pooled hyper client over rustls (aws-lc-rs).
+//! * [`connect`]: which hosts and addresses the client may connect to (a guard against
+//!   endpoints that point into private networks), and name resolution.
 //! * [`fanout`]: one message to many subscriptions: per-origin concurrency, `Retry-After`
 //!   honoured per push service, retries, one outcome per subscription.
 //!
@@ -23,12 +25,14 @@
 //! ```
 
 pub mod client;
+pub mod connect;
 pub mod fanout;
 pub mod outcome;
 pub mod request;
 pub mod subscription;
 
 pub use client::{ClientConfig, PushClient, SendError};
+pub use connect::{ConnectPolicy, PushHosts};
 pub use fanout::{FanoutConfig, Outcome, Target, fanout};
 pub use outcome::{Response, ServiceError, Verdict};
 pub use request::{Message, PrepareError, duplicate, prepare};

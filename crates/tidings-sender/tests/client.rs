@@ -139,3 +139,78 @@ async fn silent_service_times_out() {
         prepare(&subscription(&format!("http://127.0.0.1:{port}/x")), &Message::new("hi"), None, 0).unwrap();
     assert!(matches!(client.send(request).await, Err(SendError::Timeout(_))));
 }
+
+/// A resolver under the test's control: names that resolve to loopback, where a real server
+/// listens, are refused under the public-only policy before any connection is made, as are
+/// address literals; the same names connect when private addresses are allowed; a host off
+/// the allow-list is refused whatever it resolves to; and the fan-out engine does not retry
+/// a refusal.
+#[tokio::test]
+async fn the_connect_policy_refuses_private_addresses_after_resolution() {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use tidings_sender::connect::{ConnectPolicy, PushHosts, Refused, StaticResolver};
+    let (port, seen) = serve(None).await;
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let resolver = Arc::new(StaticResolver(HashMap::from([
+        ("rebound.test".to_owned(), vec![loopback]),
+        ("metadata.test".to_owned(), vec!["169.254.169.254".parse().unwrap(), "10.1.2.3".parse().unwrap()]),
+        ("push.test".to_owned(), vec![loopback]),
+    ])));
+    let client = |policy: ConnectPolicy| {
+        PushClient::new(ClientConfig { policy, resolver: resolver.clone(), ..Default::default() })
+    };
+    let send = |client: PushClient, endpoint: String| async move {
+        client.send(prepare(&subscription(&endpoint), &Message::new("hi"), None, 0).unwrap()).await
+    };
+
+    let public = client(ConnectPolicy::public(None));
+    for (endpoint, expected) in [
+        (format!("http://rebound.test:{port}/push"), "rebound.test resolves only to private"),
+        (format!("http://metadata.test:{port}/push"), "169.254.169.254, 10.1.2.3"),
+        (format!("http://127.0.0.1:{port}/push"), "127.0.0.1 is a private"),
+        (format!("http://[::1]:{port}/push"), "::1 is a private"),
+        (format!("http://localhost:{port}/push"), "is a private"),
+    ] {
+        match send(public.clone(), endpoint.clone()).await {
+            Err(SendError::Refused(refused)) => {
+                assert!(refused.to_string().contains(expected), "{endpoint}: {refused}")
+            }
+            other => panic!("{endpoint}: {other:?}"),
+        }
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 0, "nothing was connected to");
+
+    let local = client(ConnectPolicy::any());
+    let response = send(local, format!("http://rebound.test:{port}/push")).await.unwrap();
+    assert_eq!(response.verdict, Verdict::Accepted);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+
+    let listed =
+        client(ConnectPolicy { allow_private: true, hosts: Some(PushHosts::parse(["push.test"]).unwrap()) });
+    assert_eq!(
+        send(listed.clone(), format!("http://push.test:{port}/push")).await.unwrap().verdict,
+        Verdict::Accepted
+    );
+    assert!(matches!(
+        send(listed, format!("http://rebound.test:{port}/push")).await,
+        Err(SendError::Refused(Refused::NotAllowed(host))) if host == "rebound.test"
+    ));
+
+    // The fan-out engine reports a refusal at once, as an unusable subscription.
+    let (targets_tx, targets) = tokio::sync::mpsc::channel(1);
+    let (results, mut results_rx) = tokio::sync::mpsc::channel(1);
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let sub = subscription(&format!("http://rebound.test:{port}/push"));
+    targets_tx.send(tidings_sender::Target { index: 1, id: None, subscription: Ok(sub) }).await.unwrap();
+    drop(targets_tx);
+    let config = tidings_sender::FanoutConfig { backoff: Duration::from_secs(60), ..Default::default() };
+    tidings_sender::fanout(public, Message::new("hi"), None, config, targets, results, stop).await;
+    let report = results_rx.recv().await.unwrap();
+    assert_eq!(report.attempts, 1, "a refusal is not retried");
+    assert!(
+        matches!(&report.outcome, tidings_sender::Outcome::Invalid { reason } if reason.contains("resolves only to private")),
+        "{:?}",
+        report.outcome
+    );
+}
