@@ -79,10 +79,80 @@ export function staleCaches(names, prefix, version) {
   return names.filter((name) => name.startsWith(`${prefix}-`) && name !== `${prefix}-${version}`);
 }
 
+/** The Web Locks name under which pages and the service worker change the subscription. */
+export const SUBSCRIPTION_LOCK = 'tidings-subscription';
+
+/** A subscription's `keys.auth`, base64url as the browser gives it: what proves holding it. */
+export function authOf(subscription) {
+  return subscription.toJSON().keys.auth;
+}
+
+/**
+ * The `registered` record (what the hub last accepted: { endpoint, auth, topics }), or, from a
+ * kit that stored only the endpoint, that endpoint with its auth and topics unknown.
+ */
+export function knownSubscription(record, legacyEndpoint) {
+  if (record) return record;
+  return legacyEndpoint ? { endpoint: legacyEndpoint, auth: null, topics: null } : null;
+}
+
+/**
+ * The subscription whose ownership a re-sync proves: the one the hub last accepted (`known`),
+ * unless there is none or it is the current one, whose own keys then prove it.
+ * `current` is { endpoint, auth }.
+ */
+export function oldSubscription(known, current) {
+  return known && known.endpoint !== current.endpoint ? known : current;
+}
+
+/**
+ * The hub request that registers `subscription` (its toJSON()): `replace`, with the old
+ * subscription's endpoint and auth, when `old` is another endpoint and its auth is known
+ * (the hub deletes it and carries its topics and user over); else a plain POST. `topics`
+ * null or undefined leaves them out (the hub keeps what it has), and so does `userToken`
+ * undefined (null removes the user binding). Returns { path, body }.
+ */
+export function subscriptionRequest(old, subscription, { topics, userToken } = {}) {
+  const body = { subscription };
+  if (topics != null) body.topics = topics;
+  if (userToken !== undefined) body.user_token = userToken;
+  if (old && old.auth && old.endpoint !== subscription.endpoint) {
+    return { path: '/api/subscriptions/replace', body: { old_endpoint: old.endpoint, old_auth: old.auth, ...body } };
+  }
+  return { path: '/api/subscriptions', body };
+}
+
+/**
+ * A refusal of the hub's as an Error with its `status` and `code` (the JSON `error`:
+ * `subscription_exists`, `not_owner`, `csrf`...; null when the body is not the hub's JSON).
+ */
+export function hubError(status, text) {
+  let code = null;
+  let message = text;
+  try {
+    const json = JSON.parse(text);
+    if (json && typeof json.error === 'string') {
+      code = json.error;
+      message = json.message || text;
+    }
+  } catch {
+    // Not the hub's JSON (a proxy's error page): the text is the message.
+  }
+  return Object.assign(new Error(`hub: ${status} ${code ? `${code}: ` : ''}${message}`), { status, code });
+}
+
+/** Whether `url` goes to the hub (`hub` '' meaning `origin`, the page's or service worker's). */
+export function isHubUrl(url, hub, origin) {
+  return new URL(url, origin).origin === new URL(hub || origin, origin).origin;
+}
+
+/** Attempts after which a failing outbox item is set aside rather than retried. */
+export const MAX_ATTEMPTS = 8;
+
 /** A new outbox item: a request to replay until it arrives, with its idempotency key. */
 export function outboxItem(url, init = {}, now = Date.now(), id = randomId()) {
   const headers = Object.fromEntries(new Headers(init.headers || {}).entries());
-  return { id, url, method: (init.method || 'POST').toUpperCase(), headers, body: init.body ?? null, attempts: 0, createdAt: now, nextAttemptAt: now, lastError: null };
+  return { id, url, method: (init.method || 'POST').toUpperCase(), headers, body: init.body ?? null, attempts: 0, createdAt: now, nextAttemptAt: now, lastError: null, setAside: false };
 }
 
 /** Milliseconds to wait before attempt `attempts + 1`: 2 s doubling, at most 10 minutes, ±20 %. */
@@ -92,25 +162,48 @@ export function backoff(attempts, random = Math.random) {
 }
 
 /**
- * What to do with an item after an attempt: 'done' (2xx, or 409: the server already has it),
- * 'drop' (another 4xx: it will never succeed), 'retry' (408, 429, 5xx, no answer).
+ * What an answer means for an item: 'done' (2xx, or 409: the server already has it),
+ * 'set-aside' (401, 403: the user may have to log in again, so no use retrying now), 'drop'
+ * (another 4xx: it will never succeed), 'retry' (408, 429, 5xx, no answer).
  */
 export function outcome(status) {
   if (status === null || status === undefined) return 'retry';
   if ((status >= 200 && status < 300) || status === 409) return 'done';
+  if (status === 401 || status === 403) return 'set-aside';
   if (status === 408 || status === 429 || status >= 500) return 'retry';
   return 'drop';
 }
 
-/** The items due at `now`, oldest first (so messages keep their order). */
+/** The items due at `now`, oldest first (so messages keep their order); set-aside ones never are. */
 export function dueItems(items, now) {
-  return items.filter((i) => i.nextAttemptAt <= now).sort((a, b) => a.createdAt - b.createdAt);
+  return items.filter((i) => !i.setAside && i.nextAttemptAt <= now).sort((a, b) => a.createdAt - b.createdAt);
 }
 
-/** An item after a failed attempt. */
-export function retried(item, error, now, random = Math.random) {
+/**
+ * An item after an attempt answered with `status` (null: no answer, `error` says why):
+ * { result, item }. `result` is what is reported: 'sent' and 'failed' (the item is deleted:
+ * `item` is null), 'retry' (kept with a backoff) or 'set-aside' (kept, no longer replayed nor
+ * holding the queue: on 401 and 403, and once `MAX_ATTEMPTS` attempts have failed).
+ */
+export function afterAttempt(item, status, error, now, random = Math.random) {
+  const how = outcome(status);
+  if (how === 'done') return { result: 'sent', item: null };
+  if (how === 'drop') return { result: 'failed', item: null };
   const attempts = item.attempts + 1;
-  return { ...item, attempts, lastError: String(error), nextAttemptAt: now + backoff(attempts, random) };
+  const lastError = String(error || `HTTP ${status}`);
+  if (how === 'set-aside' || attempts >= MAX_ATTEMPTS) return { result: 'set-aside', item: { ...item, attempts, lastError, setAside: true } };
+  return { result: 'retry', item: { ...item, attempts, lastError, nextAttemptAt: now + backoff(attempts, random) } };
+}
+
+/** A set-aside item back in the queue, due now, with a fresh count of attempts. */
+export function revived(item, now) {
+  return { ...item, setAside: false, attempts: 0, nextAttemptAt: now };
+}
+
+/** How many outbox items are pending and how many set aside. */
+export function outboxCounts(items) {
+  const setAside = items.filter((i) => i.setAside).length;
+  return { pending: items.length - setAside, setAside };
 }
 
 /** base64url text as bytes (an applicationServerKey). */

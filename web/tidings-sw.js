@@ -11,15 +11,25 @@
 //   });
 //
 // It handles: push (Declarative Web Push JSON, plain text, data messages; a notification is
-// always shown), the app badge, notification clicks and closes, pushsubscriptionchange,
-// offline caching (precache, cache-first for static files, network-first with a timeout for
-// pages and API GETs, answered from the cache with `X-Tidings-Cache: hit` when the network
-// fails, an offline page, old versions removed), the outbox (requests replayed
-// until they arrive, on Background Sync where it exists and on start-up and page messages
-// elsewhere) and periodic refresh of chosen URLs.
+// always shown, even when an app hook throws), the app badge, notification clicks and
+// closes, pushsubscriptionchange (the new subscription replaces the old at the hub, proven
+// by the old one's auth, and is queued in the outbox when the hub cannot be reached),
+// offline caching (precache bypassing the HTTP cache, cache-first for static files,
+// network-first with a timeout for pages and API GETs, answered from the cache with
+// `X-Tidings-Cache: hit` when the network fails, an offline page, old versions removed), the
+// outbox (requests replayed until they arrive, on Background Sync where it exists and on
+// start-up and page messages elsewhere; those to the hub with its CSRF token; an item that
+// keeps failing, or is refused with 401 or 403, is set aside) and periodic refresh of chosen
+// URLs.
 
-import { backoff, base64UrlToBytes, clickTarget, dueItems, outcome, parsePush, retried, route, staleCaches } from './tidings-core.js';
+import { SUBSCRIPTION_LOCK, afterAttempt, authOf, base64UrlToBytes, clickTarget, dueItems, hubError, isHubUrl, outboxItem, outcome, parsePush, route, staleCaches, subscriptionRequest } from './tidings-core.js';
 import * as idb from './tidings-idb.js';
+
+/**
+ * The kit's version. An app that puts it in its own `version` (the demo does) gets a new
+ * cache, so a kit upgrade reaches visitors who already have the app.
+ */
+export const KIT_VERSION = '2';
 
 /** The Background Sync tag of the outbox. */
 export const OUTBOX_SYNC = 'tidings-outbox';
@@ -43,7 +53,8 @@ const DEFAULTS = {
   // Hooks: onPush(shown) may return a changed { title, options, badge } (ignored for a
   // Declarative Web Push message that is not `mutable`); onData(data, shown) sees data
   // messages; onBadge(count) is called with every badge change; onOutbox(event) with every
-  // outbox result ({ id, result: 'sent' | 'failed' | 'retry', status, error }).
+  // outbox result ({ id, result: 'sent' | 'failed' | 'retry' | 'set-aside', status, error }).
+  // An exception in a hook is logged, and the notification is shown all the same.
   onPush: null,
   onData: null,
   onBadge: null,
@@ -58,7 +69,9 @@ export function installTidings(settings = {}) {
   self.addEventListener('install', (event) => {
     event.waitUntil((async () => {
       const cache = await caches.open(cacheName);
-      await cache.addAll([...o.precache, ...(o.offlinePage ? [o.offlinePage] : [])]);
+      // Past the HTTP cache: a new version must not precache the files of the last one.
+      const urls = [...o.precache, ...(o.offlinePage ? [o.offlinePage] : [])];
+      await cache.addAll(urls.map((url) => new Request(url, { cache: 'reload' })));
       await self.skipWaiting();
     })());
   });
@@ -92,7 +105,7 @@ export function installTidings(settings = {}) {
     event.waitUntil(fetch(`${o.hub}/api/notification-events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).catch(() => {}));
   });
 
-  self.addEventListener('pushsubscriptionchange', (event) => event.waitUntil(resubscribe(event, o)));
+  self.addEventListener('pushsubscriptionchange', (event) => event.waitUntil(locked(() => resubscribe(event, o))));
 
   self.addEventListener('sync', (event) => {
     if (event.tag !== OUTBOX_SYNC) return;
@@ -153,22 +166,38 @@ function fromCache(response) {
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
+/** An app hook's result; an exception in it is logged, so that the kit's work goes on. */
+async function callHook(name, hook, ...args) {
+  try {
+    return await hook(...args);
+  } catch (e) {
+    console.error(`tidings: the ${name} hook failed`, e);
+    return undefined;
+  }
+}
+
 async function showPush(event, o) {
   let shown = parsePush(event.data ? event.data.text() : null, { title: o.title, navigate: o.navigate });
-  if (shown.data !== null && o.onData) await o.onData(shown.data, shown);
+  if (shown.data !== null && o.onData) await callHook('onData', o.onData, shown.data, shown);
   if (o.onPush && (!shown.declarative || shown.mutable)) {
-    const changed = await o.onPush(shown);
+    const changed = await callHook('onPush', o.onPush, shown);
     if (changed) shown = { ...shown, ...changed };
   }
-  // Always a notification: Safari revokes the permission of a push that shows none.
-  await self.registration.showNotification(shown.title, shown.options);
+  // Always a notification: browsers revoke the permission of a service worker whose pushes
+  // show none (Safari first). Options it refuses (a hook's, or a message's) leave the title.
+  try {
+    await self.registration.showNotification(shown.title, shown.options);
+  } catch (e) {
+    console.error('tidings: the notification was refused; showing its title only', e);
+    await self.registration.showNotification(String(shown.title));
+  }
   if (shown.badge !== undefined) await setBadge(shown.badge, o);
 }
 
 async function setBadge(count, o) {
   // Kept for pages of browsers without the Badging API (Tidings.unread()).
   await idb.put('state', count, 'badge');
-  if (o.onBadge) await o.onBadge(count);
+  if (o.onBadge) await callHook('onBadge', o.onBadge, count);
   const nav = self.navigator;
   try {
     if (count === 0 && nav.clearAppBadge) await nav.clearAppBadge();
@@ -193,24 +222,60 @@ async function focusOrOpen(url) {
   return self.clients.openWindow(url);
 }
 
+/** Runs `work` under the Web Lock pages take to change the subscription, where there is one. */
+function locked(work) {
+  return self.navigator.locks ? self.navigator.locks.request(SUBSCRIPTION_LOCK, work) : work();
+}
+
 async function resubscribe(event, o) {
-  const previous = event.oldSubscription ? event.oldSubscription.endpoint : await idb.get('state', 'endpoint');
+  const known = await idb.registered();
+  // The proof of holding the old subscription is its auth: from the event, else from what
+  // the hub last accepted (browsers that give no oldSubscription).
+  const old = event.oldSubscription ? { endpoint: event.oldSubscription.endpoint, auth: authOf(event.oldSubscription) } : known;
   let subscription = event.newSubscription;
   if (!subscription) {
     let key = event.oldSubscription && event.oldSubscription.options.applicationServerKey;
     if (!key) key = base64UrlToBytes((await (await fetch(`${o.hub}/api/vapid-public-key`)).json()).publicKey);
     subscription = await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
   }
-  const { csrfToken } = await (await fetch(`${o.hub}/api/session`, { credentials: 'include' })).json();
-  const body = previous ? { old_endpoint: previous, subscription: subscription.toJSON() } : { subscription: subscription.toJSON() };
-  const path = previous ? '/api/subscriptions/replace' : '/api/subscriptions';
-  const answer = await fetch(`${o.hub}${path}`, {
-    method: 'POST',
-    credentials: 'include',
-    headers: { 'content-type': 'application/json', 'x-tidings-csrf': csrfToken },
-    body: JSON.stringify(body),
-  });
-  if (answer.ok) await idb.put('state', subscription.endpoint, 'endpoint');
+  // The stored topics too: should the hub no longer have the old subscription, nothing
+  // would carry them over.
+  const { path, body } = subscriptionRequest(old, subscription.toJSON(), { topics: known && known.topics });
+  const url = new URL(`${o.hub}${path}`, self.location.origin).href;
+  const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+  const answer = await hubFetch(o, url, init).catch(() => null);
+  if (answer && answer.ok) {
+    await idb.setRegistered({ endpoint: subscription.endpoint, auth: authOf(subscription), topics: (await answer.json()).topics });
+  } else if (!answer || outcome(answer.status) === 'retry') {
+    // The hub is out of reach: the outbox retries, rather than the hub missing the new
+    // subscription until the app's next visit.
+    await idb.put('outbox', outboxItem(url, init));
+    if ('sync' in self.registration) await self.registration.sync.register(OUTBOX_SYNC).catch(() => {});
+  } else {
+    throw hubError(answer.status, await answer.text());
+  }
+}
+
+let csrfToken = null;
+
+async function session(o) {
+  const answer = await fetch(`${o.hub}/api/session`, { credentials: 'include' });
+  if (!answer.ok) throw hubError(answer.status, await answer.text());
+  return (await answer.json()).csrfToken;
+}
+
+/**
+ * fetch() to the hub, with its session's CSRF token: fetched on first use, kept, and fetched
+ * again once on a 403 (a page may have started another session since).
+ */
+async function hubFetch(o, url, init) {
+  const cached = Boolean(csrfToken);
+  if (!cached) csrfToken = await session(o);
+  const send = () => fetch(url, { ...init, credentials: 'include', headers: { ...init.headers, 'x-tidings-csrf': csrfToken } });
+  const answer = await send();
+  if (answer.status !== 403 || !cached) return answer;
+  csrfToken = await session(o);
+  return send();
 }
 
 let flushing = Promise.resolve({ retry: false });
@@ -218,8 +283,11 @@ let flushing = Promise.resolve({ retry: false });
 /**
  * Sends every due outbox item, oldest first, each with its id as `Idempotency-Key` so that a
  * replay after a lost answer is recognised by the server. Stops at the first item that must
- * be retried, to keep the order. One flush at a time. `now: true` (a sync event, the page
- * coming online) tries every item at once: the connection is back, so the backoff is moot.
+ * be retried, to keep the order; an item refused with 401 or 403, or failing
+ * `MAX_ATTEMPTS` times, is set aside instead (kept, no longer replayed nor holding the others
+ * back, until the page retries or discards it). One flush at a time. `now: true` (a sync
+ * event, the page coming online) tries every item at once: the connection is back, so the
+ * backoff is moot.
  */
 export function flushOutbox(o = DEFAULTS, { now = false } = {}) {
   flushing = flushing.catch(() => {}).then(() => flushOnce(o, now));
@@ -227,34 +295,37 @@ export function flushOutbox(o = DEFAULTS, { now = false } = {}) {
 }
 
 async function flushOnce(o, now) {
+  // Offline, every attempt would fail and count towards setting items aside: the sync event
+  // or the page's online event flushes when the connection is back.
+  if (self.navigator.onLine === false) return { retry: true };
   for (const item of dueItems(await idb.all('outbox'), now ? Infinity : Date.now())) {
     let status = null;
     let error = null;
     try {
-      const response = await fetch(item.url, {
-        method: item.method,
-        headers: { ...item.headers, 'idempotency-key': item.id },
-        body: item.body,
-        credentials: 'same-origin',
-      });
-      status = response.status;
+      status = (await replay(item, o)).status;
     } catch (e) {
       error = e;
     }
-    const result = outcome(status);
-    if (result === 'retry') {
-      await idb.put('outbox', retried(item, error || `HTTP ${status}`, Date.now()));
-      await report(o, { id: item.id, result: 'retry', status, error: error && String(error), retryIn: backoff(item.attempts + 1) });
-      return { retry: true };
-    }
-    await idb.remove('outbox', item.id);
-    await report(o, { id: item.id, result: result === 'done' ? 'sent' : 'failed', status });
+    const at = Date.now();
+    const { result, item: next } = afterAttempt(item, status, error, at);
+    if (next) await idb.put('outbox', next);
+    else await idb.remove('outbox', item.id);
+    const retryIn = result === 'retry' ? { retryIn: next.nextAttemptAt - at } : {};
+    await report(o, { id: item.id, result, status, error: error && String(error), ...retryIn });
+    if (result === 'retry') return { retry: true };
   }
   return { retry: false };
 }
 
+/** One attempt at an item: to the hub's origin with its CSRF token (and session cookie). */
+function replay(item, o) {
+  const init = { method: item.method, headers: { ...item.headers, 'idempotency-key': item.id }, body: item.body };
+  if (isHubUrl(item.url, o.hub, self.location.origin)) return hubFetch(o, item.url, init);
+  return fetch(item.url, { ...init, credentials: 'same-origin' });
+}
+
 async function report(o, event) {
-  if (o.onOutbox) await o.onOutbox(event);
+  if (o.onOutbox) await callHook('onOutbox', o.onOutbox, event);
   for (const client of await self.clients.matchAll({ type: 'window', includeUncontrolled: true })) {
     client.postMessage({ type: 'tidings-outbox', ...event });
   }

@@ -2,17 +2,13 @@
 // page: a wrong secret is refused, the right one logs in, the test-notification form
 // queues a send to a topic, and the send appears as done in the list.
 // Usage: node admin.js <hub url> <admin secret> <topic> <title> <screenshot.png>
-const { chromium } = require('../interop/node_modules/playwright-core');
+const { launch } = require('./chromium.js');
 const { run } = require('./wait.js');
 
 const [hub, secret, topic, title, screenshot] = process.argv.slice(2);
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     await page.goto(`${hub}/admin`);

@@ -7,7 +7,7 @@
 //   Declarative Web Push payload is shown with its title and body;
 // - a notificationclick on it brings the app's window to the notification's URL.
 // Usage: node demo.js <hub url> <directory for screenshots>
-const { chromium } = require('../interop/node_modules/playwright-core');
+const { launch, registrations: track } = require('./chromium.js');
 const { sleep, until, run } = require('./wait.js');
 
 const [hub, shots] = process.argv.slice(2);
@@ -15,22 +15,13 @@ const serverMessages = async () => (await (await fetch(`${hub}/demo/api/messages
 
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const result = {};
   try {
     const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
     await context.grantPermissions(['notifications'], { origin: hub });
     const page = await context.newPage();
-    const cdp = await context.newCDPSession(page);
-    const registrations = new Map();
-    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations: list }) => {
-      for (const r of list) if (!r.isDeleted) registrations.set(r.scopeURL, r.registrationId);
-    });
-    await cdp.send('ServiceWorker.enable');
+    const { cdp, byScope: registrations } = await track(context, page);
 
     // Online, first visit: the service worker installs and caches the app shell.
     await page.goto(`${hub}/`);

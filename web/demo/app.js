@@ -46,6 +46,23 @@ function showNetwork(online = navigator.onLine) {
   $('network').classList.toggle('off', !online);
 }
 
+/** Shows `text`, with a button that runs `action.run` when there is an action. */
+function showNotice(text, action) {
+  const notice = $('notice');
+  notice.replaceChildren(text);
+  if (action) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = action.label;
+    button.addEventListener('click', () => {
+      notice.hidden = true;
+      action.run();
+    });
+    notice.append(' ', button);
+  }
+  notice.hidden = false;
+}
+
 async function showNotifyButton() {
   const state = await push.state().catch(() => ({ supported: false }));
   $('notify').hidden = !state.supported || state.permission === 'denied';
@@ -75,19 +92,21 @@ $('notify').addEventListener('click', async () => {
     else await push.subscribe();
     $('notice').hidden = true;
   } catch (e) {
-    $('notice').textContent = `Notifications are not on: ${e.message}`;
-    $('notice').hidden = false;
+    showNotice(`Notifications are not on: ${e.message}`);
   }
   showNotifyButton();
 });
 
 push.onOutbox(async (event) => {
   if (event.result === 'retry') return;
-  pending.delete(event.id);
-  if (event.result === 'failed') {
-    $('notice').textContent = `A message could not be sent (HTTP ${event.status}).`;
-    $('notice').hidden = false;
+  if (event.result === 'set-aside') {
+    // Kept in the outbox, and shown as pending, until the user says.
+    const why = event.status ? `HTTP ${event.status}` : event.error;
+    showNotice(`A message could not be sent yet (${why}).`, { label: 'Try again', run: () => push.retryOutbox(event.id) });
+    return;
   }
+  pending.delete(event.id);
+  if (event.result === 'failed') showNotice(`A message could not be sent (HTTP ${event.status}).`);
   await load();
 });
 

@@ -1,7 +1,10 @@
 // Unit tests of the kit's pure parts, with node's test runner: node --test web/test/
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { backoff, base64UrlToBytes, clickTarget, dueItems, outboxItem, outcome, parsePush, retried, route, sameKey, staleCaches } from '../tidings-core.js';
+import {
+  MAX_ATTEMPTS, afterAttempt, authOf, backoff, base64UrlToBytes, clickTarget, dueItems, hubError, isHubUrl, knownSubscription,
+  oldSubscription, outboxCounts, outboxItem, outcome, parsePush, revived, route, sameKey, staleCaches, subscriptionRequest,
+} from '../tidings-core.js';
 
 test('a Declarative Web Push message gives its notification, badge and URLs', () => {
   const text = JSON.stringify({
@@ -61,16 +64,96 @@ test('only other versions of our caches are stale', () => {
 test('outbox items keep their order, back off and end on the right answers', () => {
   const a = outboxItem('https://app.example/api/m', { method: 'post', headers: { 'Content-Type': 'application/json' }, body: '{}' }, 1000, 'a');
   const b = outboxItem('https://app.example/api/m', {}, 500, 'b');
-  assert.deepEqual([a.method, a.headers['content-type'], a.id, a.attempts], ['POST', 'application/json', 'a', 0]);
+  assert.deepEqual([a.method, a.headers['content-type'], a.id, a.attempts, a.setAside], ['POST', 'application/json', 'a', 0, false]);
   assert.deepEqual(dueItems([a, b], 1000).map((i) => i.id), ['b', 'a']);
-  const later = retried(a, 'offline', 2000, () => 0.5);
-  assert.deepEqual([later.attempts, later.nextAttemptAt, later.lastError], [1, 4000, 'offline']);
+  const { result, item: later } = afterAttempt(a, null, 'offline', 2000, () => 0.5);
+  assert.equal(result, 'retry');
+  assert.deepEqual([later.attempts, later.nextAttemptAt, later.lastError, later.setAside], [1, 4000, 'offline', false]);
   assert.deepEqual(dueItems([later], 3999), []);
+  assert.equal(afterAttempt(a, 503, null, 2000).item.lastError, 'HTTP 503');
   assert.equal(backoff(30, () => 1), 720000);
   assert.deepEqual([201, 204, 409].map(outcome), ['done', 'done', 'done']);
-  assert.deepEqual([400, 403, 413].map(outcome), ['drop', 'drop', 'drop']);
+  assert.deepEqual([401, 403].map(outcome), ['set-aside', 'set-aside']);
+  assert.deepEqual([400, 404, 413].map(outcome), ['drop', 'drop', 'drop']);
   assert.deepEqual([null, 408, 429, 500, 503].map(outcome), ['retry', 'retry', 'retry', 'retry', 'retry']);
+  assert.deepEqual([201, 409, 400].map((status) => afterAttempt(a, status, null, 2000)), [
+    { result: 'sent', item: null }, { result: 'sent', item: null }, { result: 'failed', item: null },
+  ]);
   assert.notEqual(outboxItem('/x').id, outboxItem('/x').id);
+});
+
+test('an item refused with 401 or 403, or failing too often, is set aside and holds nothing back', () => {
+  const a = outboxItem('https://app.example/api/m', {}, 100, 'a');
+  const b = outboxItem('https://app.example/api/m', {}, 200, 'b');
+  for (const status of [401, 403]) {
+    const { result, item } = afterAttempt(a, status, null, 1000);
+    assert.equal(result, 'set-aside');
+    assert.deepEqual([item.setAside, item.attempts, item.lastError], [true, 1, `HTTP ${status}`]);
+  }
+  // Retried until the last attempt fails.
+  let item = a;
+  for (let attempt = 1; attempt < MAX_ATTEMPTS; attempt++) {
+    const after = afterAttempt(item, 500, null, 1000);
+    assert.equal(after.result, 'retry', `attempt ${attempt}`);
+    item = after.item;
+  }
+  const last = afterAttempt(item, null, 'TypeError: NetworkError', 1000);
+  assert.equal(last.result, 'set-aside');
+  assert.deepEqual([last.item.attempts, last.item.setAside, last.item.lastError], [MAX_ATTEMPTS, true, 'TypeError: NetworkError']);
+  // Set aside, it is never due, so the next one goes out; revived, it is due again at once.
+  assert.deepEqual(dueItems([last.item, b], Infinity).map((i) => i.id), ['b']);
+  const again = revived(last.item, 5000);
+  assert.deepEqual([again.setAside, again.attempts, again.nextAttemptAt], [false, 0, 5000]);
+  assert.deepEqual(dueItems([again, b], 5000).map((i) => i.id), ['a', 'b']);
+  assert.deepEqual(outboxCounts([last.item, b, { ...b, id: 'c' }]), { pending: 2, setAside: 1 });
+  assert.deepEqual(outboxCounts([]), { pending: 0, setAside: 0 });
+  // Items of the kit's first version have no flag: pending.
+  const { setAside, ...old } = b;
+  assert.deepEqual([dueItems([old], Infinity).length, outboxCounts([old]).pending], [1, 1]);
+});
+
+test('outbox requests to the hub are told apart', () => {
+  assert.equal(isHubUrl('https://app.example/demo/api/messages', '', 'https://app.example'), true);
+  assert.equal(isHubUrl('https://cdn.example/x', '', 'https://app.example'), false);
+  assert.equal(isHubUrl('https://push.example/api/subscriptions', 'https://push.example', 'https://app.example'), true);
+  assert.equal(isHubUrl('https://app.example/api/m', 'https://push.example', 'https://app.example'), false);
+});
+
+test('the subscription the hub knows, and the request that registers one', () => {
+  const current = { endpoint: 'https://push.example/new', keys: { p256dh: 'P', auth: 'new-auth' } };
+  assert.equal(authOf({ toJSON: () => current }), 'new-auth');
+
+  // What the hub accepted last, and the first version's endpoint-only record.
+  const record = { endpoint: 'https://push.example/old', auth: 'old-auth', topics: ['news'] };
+  assert.equal(knownSubscription(record, 'https://push.example/older'), record);
+  assert.deepEqual(knownSubscription(undefined, 'https://push.example/old'), { endpoint: 'https://push.example/old', auth: null, topics: null });
+  assert.equal(knownSubscription(undefined, undefined), null);
+
+  // The proof a sync gives: the hub's record when it names another endpoint, else the current one.
+  const now = { endpoint: current.endpoint, auth: 'new-auth' };
+  assert.equal(oldSubscription(record, now), record);
+  assert.equal(oldSubscription(null, now), now);
+  assert.equal(oldSubscription({ endpoint: current.endpoint, auth: null, topics: null }, now), now);
+
+  // Another endpoint with its auth: replace, proven.
+  assert.deepEqual(subscriptionRequest(record, current, { topics: ['chat'], userToken: 'jwt' }), {
+    path: '/api/subscriptions/replace',
+    body: { old_endpoint: record.endpoint, old_auth: 'old-auth', subscription: current, topics: ['chat'], user_token: 'jwt' },
+  });
+  // The same endpoint, none, or one whose auth is unknown: a plain POST.
+  assert.deepEqual(subscriptionRequest(now, current, { topics: ['chat'] }), { path: '/api/subscriptions', body: { subscription: current, topics: ['chat'] } });
+  assert.deepEqual(subscriptionRequest(null, current), { path: '/api/subscriptions', body: { subscription: current } });
+  assert.equal(subscriptionRequest({ endpoint: record.endpoint, auth: null }, current).path, '/api/subscriptions');
+  // Topics null keep the hub's; a null user token removes the user.
+  assert.deepEqual(subscriptionRequest(null, current, { topics: null, userToken: null }).body, { subscription: current, user_token: null });
+});
+
+test("the hub's refusals become errors with their code", () => {
+  const exists = hubError(409, '{"error":"subscription_exists","message":"registered with other keys"}');
+  assert.deepEqual([exists.status, exists.code, exists.message], [409, 'subscription_exists', 'hub: 409 subscription_exists: registered with other keys']);
+  const proxy = hubError(502, '<h1>Bad gateway</h1>');
+  assert.deepEqual([proxy.status, proxy.code, proxy.message], [502, null, 'hub: 502 <h1>Bad gateway</h1>']);
+  assert.equal(hubError(403, '{"error":"csrf"}').code, 'csrf');
 });
 
 test('application server keys compare as bytes', () => {

@@ -1,7 +1,8 @@
 //! `tidings hub` against `tidings broadcast` on the same list and the same local sink: how
 //! fast browsers can subscribe (the browser API, with its CSRF checks and durable writes),
-//! and how fast a send to everyone goes out, from the REST call to the last outcome
-//! recorded.
+//! how fast they re-post an unchanged subscription (what the PWA kit does on every page
+//! load: answered from a read, nothing written), and how fast a send to everyone goes out,
+//! from the REST call to the last outcome recorded.
 
 use crate::broadcast::{broadcast_command, sink, write_list};
 use crate::service::tidings_binary;
@@ -56,6 +57,12 @@ async fn call(
 fn start_hub(dir: &Path, port: u16, concurrency: usize) -> Result<Child> {
     let mut child = Command::new(tidings_binary()?)
         .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--browser-rate", "10000000"])
+        .args([
+            "--new-subscriptions-per-session",
+            "100000000",
+            "--new-subscriptions-per-address",
+            "100000000",
+        ])
         .args(["--concurrency", &concurrency.to_string()])
         .arg("--data-dir")
         .arg(dir)
@@ -72,6 +79,57 @@ fn start_hub(dir: &Path, port: u16, concurrency: usize) -> Result<Child> {
         }
     }
     bail!("tidings hub did not start")
+}
+
+/// A browser session posting the subscriptions of a list.
+struct Session {
+    http: Http,
+    url: String,
+    cookie: Arc<String>,
+    token: Arc<String>,
+    lines: Arc<Vec<String>>,
+}
+
+impl Session {
+    /// POSTs every subscription, `subscribers` at a time, each expecting `status`; seconds.
+    async fn post_all(&self, subscribers: usize, status: u16) -> Result<f64> {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..subscribers {
+            let (http, url, cookie, token, lines, next) = (
+                self.http.clone(),
+                self.url.clone(),
+                self.cookie.clone(),
+                self.token.clone(),
+                self.lines.clone(),
+                next.clone(),
+            );
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(line) = lines.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                    // The list's extra "id" member is ignored, as browsers' own extra members are.
+                    let body = format!(r#"{{"subscription":{line},"topics":["all"]}}"#);
+                    let headers = [
+                        ("content-type", "application/json"),
+                        ("origin", url.as_str()),
+                        ("cookie", cookie.as_str()),
+                        ("x-tidings-csrf", token.as_str()),
+                    ];
+                    let (answered, _, answer) =
+                        call(&http, "POST", &format!("{url}/api/subscriptions"), &headers, body).await?;
+                    if answered != status {
+                        bail!("subscribe answered {answered}, not {status}: {answer}");
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -100,43 +158,16 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
     let token: serde_json::Value = serde_json::from_str(body)?;
     let token = Arc::new(token["csrfToken"].as_str().context("csrf token")?.to_owned());
     let lines: Vec<String> = std::fs::read_to_string(&list)?.lines().map(str::to_owned).collect();
-    let lines = Arc::new(lines);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.subscribers {
-        let (http, url, cookie, token, lines, next) =
-            (http.clone(), url.clone(), cookie.clone(), token.clone(), lines.clone(), next.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(line) = lines.get(i) else { return Ok::<_, anyhow::Error>(()) };
-                // The list's extra "id" member is ignored, as browsers' own extra members are.
-                let body = format!(r#"{{"subscription":{line},"topics":["all"]}}"#);
-                let headers = [
-                    ("content-type", "application/json"),
-                    ("origin", url.as_str()),
-                    ("cookie", cookie.as_str()),
-                    ("x-tidings-csrf", token.as_str()),
-                ];
-                let (status, _, answer) =
-                    call(&http, "POST", &format!("{url}/api/subscriptions"), &headers, body).await?;
-                if status != 201 {
-                    bail!("subscribe answered {status}: {answer}");
-                }
-            }
-        });
+    let session = Session { http: http.clone(), url: url.clone(), cookie, token, lines: Arc::new(lines) };
+    for (what, status) in [("subscribe requests", 201), ("unchanged re-posts", 200)] {
+        let seconds = session.post_all(args.subscribers, status).await?;
+        println!(
+            "hub: {} {what} ({} in flight) in {seconds:.1} s: {:.0}/s",
+            args.count,
+            args.subscribers,
+            args.count as f64 / seconds
+        );
     }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    let subscribe_seconds = started.elapsed().as_secs_f64();
-    println!(
-        "hub: {} subscribe requests ({} in flight) in {subscribe_seconds:.1} s: {:.0}/s",
-        args.count,
-        args.subscribers,
-        args.count as f64 / subscribe_seconds
-    );
 
     // One send to everyone, from the REST call to the last outcome recorded.
     let out = Command::new(tidings_binary()?)

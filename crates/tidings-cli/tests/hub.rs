@@ -6,7 +6,7 @@
 mod common;
 
 use common::UserAgent;
-use common::hub::{Browser, Http, HubProcess, Sink, wait_done};
+use common::hub::{Browser, Http, HubProcess, Sink, subscriptions, user_token, wait_done};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,21 +17,7 @@ fn subscribe_body(ua: &UserAgent, endpoint: &str, topics: &[&str]) -> Value {
 }
 
 async fn subscription_count(http: &Http, hub: &str, key: &str) -> usize {
-    let auth = format!("Bearer {key}");
-    let answer = http
-        .call("GET", &format!("{hub}/api/v1/subscriptions?limit=1000"), &[("authorization", &auth)], None)
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.json()["subscriptions"].as_array().unwrap().len()
-}
-
-fn user_token(secret: &str, sub: &str, jti: &str) -> String {
-    let signed = common::node(
-        "sign-user-token",
-        &json!({ "secret": secret, "sub": sub, "jti": jti, "expiresIn": 600 }),
-    )
-    .unwrap();
-    signed["token"].as_str().unwrap().to_owned()
+    subscriptions(http, hub, key).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +159,7 @@ async fn browser_api_refuses_cross_site_requests_and_bad_input() {
     assert_eq!(subscription_count(&http, &url, &key).await, 2, "nothing but the two good subscriptions");
 
     // Re-sync: the old endpoint is replaced; its topics and user carry over.
-    let replace = json!({ "old_endpoint": "http://127.0.0.1:9/push/alice", "subscription": ua.subscription("http://127.0.0.1:9/push/alice-2") });
+    let replace = json!({ "old_endpoint": "http://127.0.0.1:9/push/alice", "old_auth": ua.auth(), "subscription": ua.subscription("http://127.0.0.1:9/push/alice-2") });
     let answer = browser.send("POST", "/api/subscriptions/replace", &replace).await;
     assert_eq!(
         (answer.status, answer.json()["user"].clone(), answer.json()["topics"].clone()),
@@ -181,12 +167,20 @@ async fn browser_api_refuses_cross_site_requests_and_bad_input() {
     );
     assert_eq!(subscription_count(&http, &url, &key).await, 2);
     let answer = browser
-        .send("DELETE", "/api/subscriptions", &json!({ "endpoint": "http://127.0.0.1:9/push/alice-2" }))
+        .send(
+            "DELETE",
+            "/api/subscriptions",
+            &json!({ "endpoint": "http://127.0.0.1:9/push/alice-2", "auth": ua.auth() }),
+        )
         .await;
     assert_eq!(answer.status, 204);
     assert_eq!(
         browser
-            .send("DELETE", "/api/subscriptions", &json!({ "endpoint": "http://127.0.0.1:9/push/alice-2" }))
+            .send(
+                "DELETE",
+                "/api/subscriptions",
+                &json!({ "endpoint": "http://127.0.0.1:9/push/alice-2", "auth": ua.auth() })
+            )
             .await
             .status,
         404
@@ -348,7 +342,16 @@ async fn ten_thousand_subscriptions_survive_a_kill_without_duplicates() {
         Sink::start(Duration::from_millis(2)).await,
         Sink::start(Duration::from_millis(2)).await,
     ];
-    let mut hub = HubProcess::start(&["--browser-rate", "100000", "--concurrency", "24"]);
+    let mut hub = HubProcess::start(&[
+        "--browser-rate",
+        "100000",
+        "--concurrency",
+        "24",
+        "--new-subscriptions-per-session",
+        "100000",
+        "--new-subscriptions-per-address",
+        "100000",
+    ]);
     let key = hub.api_key();
     let (http, url) = (Http::new(), hub.url());
     let browser = std::sync::Arc::new(Browser::open(&http, &url).await);

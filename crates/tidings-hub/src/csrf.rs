@@ -21,6 +21,11 @@ use tidings_crypto::b64;
 pub const SESSION_COOKIE: &str = "tidings_session";
 /// The admin page's session cookie.
 pub const ADMIN_COOKIE: &str = "tidings_admin";
+/// The admin's device cookie: proof that this browser logged in before (see
+/// [`crate::http::limits`]).
+pub const DEVICE_COOKIE: &str = "tidings_admin_device";
+/// How long a device cookie is honoured.
+pub const DEVICE_SECONDS: u64 = 90 * 24 * 3600;
 /// The header that carries the per-session token.
 pub const TOKEN_HEADER: &str = "x-tidings-csrf";
 /// How long an admin login lasts.
@@ -45,13 +50,21 @@ pub enum Refusal {
 
 /// Checks where a state-changing request comes from. `own` is the hub's origin; `extra`
 /// tells whether another origin is one of the app's.
+///
+/// A form posted from a page with `Referrer-Policy: no-referrer` (the admin page's) carries
+/// `Origin: null`; `Sec-Fetch-Site: same-origin`, which no page can set or forge, then says
+/// it is one of ours.
 pub fn check_origin(
     origin: Option<&str>,
     fetch_site: Option<&str>,
     own: &str,
     extra: impl Fn(&str) -> bool,
 ) -> Result<(), Refusal> {
-    let origin = origin.ok_or(Refusal::NoOrigin)?;
+    let origin = match origin {
+        Some("null") if fetch_site == Some("same-origin") => own,
+        Some(origin) => origin,
+        None => return Err(Refusal::NoOrigin),
+    };
     let is_own = origin == own;
     if !is_own && !extra(origin) {
         return Err(Refusal::ForeignOrigin);
@@ -121,20 +134,51 @@ impl Sessions {
         }
     }
 
-    /// The `Set-Cookie` value of a new admin login, valid until `now` + [`ADMIN_SESSION_SECONDS`].
-    pub fn admin_cookie(&self, now: u64) -> String {
-        let expires = now + ADMIN_SESSION_SECONDS;
-        let value = format!("{expires}.{}", self.mac("admin", &expires.to_string()));
+    fn admin_cookie_attributes(&self, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!(
-            "{ADMIN_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={ADMIN_SESSION_SECONDS}{secure}"
-        )
+        format!("Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 
-    /// Whether an admin cookie is ours and not expired.
-    pub fn admin_valid(&self, cookie: Option<&str>, now: u64) -> bool {
-        let Some((expires, mac)) = cookie.and_then(|c| c.split_once('.')) else { return false };
-        expires.parse::<u64>().is_ok_and(|e| e > now) && self.verify("admin", expires, mac)
+    /// The `Set-Cookie` value of a new admin login: its random id. The login itself is kept
+    /// on the server (under [`Sessions::admin_key`]), so that logging out ends it wherever
+    /// the cookie was copied.
+    pub fn admin_cookie(&self, id: &str) -> String {
+        format!("{ADMIN_COOKIE}={id}; {}", self.admin_cookie_attributes(ADMIN_SESSION_SECONDS))
+    }
+
+    /// The `Set-Cookie` value that ends the admin login in this browser.
+    pub fn admin_cookie_cleared(&self) -> String {
+        format!("{ADMIN_COOKIE}=; {}", self.admin_cookie_attributes(0))
+    }
+
+    /// The key an admin login is stored under: a hash of its id, so that the database does
+    /// not hold working cookies.
+    pub fn admin_key(id: &str) -> [u8; 32] {
+        let mut key = [0; 32];
+        key.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes()).as_ref());
+        key
+    }
+
+    /// A keyed hash of the admin secret, stored with each login: logins opened with another
+    /// secret are not honoured, so changing the secret ends them all.
+    pub fn admin_fingerprint(&self, secret: &str) -> String {
+        self.mac("admin-secret", secret)
+    }
+
+    /// The `Set-Cookie` value of a device cookie for a browser that just logged in, valid
+    /// until `now` + [`DEVICE_SECONDS`].
+    pub fn device_cookie(&self, now: u64) -> String {
+        let value = format!("{}.{}", Self::new_session(), now + DEVICE_SECONDS);
+        let mac = self.mac("admin-device", &value);
+        format!("{DEVICE_COOKIE}={value}.{mac}; {}", self.admin_cookie_attributes(DEVICE_SECONDS))
+    }
+
+    /// The device a valid, unexpired device cookie names.
+    pub fn device<'a>(&self, cookie: Option<&'a str>, now: u64) -> Option<&'a str> {
+        let (value, mac) = cookie?.rsplit_once('.')?;
+        let (device, expires) = value.split_once('.')?;
+        let fresh = expires.parse::<u64>().is_ok_and(|e| e > now);
+        (fresh && self.verify("admin-device", value, mac)).then_some(device)
     }
 
     /// The admin page's form token, bound to its login cookie.
@@ -165,6 +209,10 @@ mod tests {
         // A page of ours cannot be the source of a cross-site request: someone lies.
         assert_eq!(check_origin(Some(OWN), Some("cross-site"), OWN, extra), Err(Refusal::CrossSite));
         assert_eq!(check_origin(Some("https://www.example"), Some("same-site"), OWN, extra), Ok(()));
+        // A form of a no-referrer page of ours; an opaque origin from anywhere else.
+        assert_eq!(check_origin(Some("null"), Some("same-origin"), OWN, extra), Ok(()));
+        assert_eq!(check_origin(Some("null"), Some("cross-site"), OWN, extra), Err(Refusal::ForeignOrigin));
+        assert_eq!(check_origin(Some("null"), None, OWN, extra), Err(Refusal::ForeignOrigin));
     }
 
     #[test]
@@ -183,17 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn admin_logins_expire_and_cannot_be_forged() {
+    fn admin_form_tokens_and_device_cookies_cannot_be_forged() {
         let sessions = Sessions::new(b"secret", false);
-        let set = sessions.admin_cookie(1000);
-        let value = cookie(Some(set.split(';').next().unwrap()), ADMIN_COOKIE).unwrap();
-        assert!(sessions.admin_valid(Some(value), 1001));
-        assert!(!sessions.admin_valid(Some(value), 1000 + ADMIN_SESSION_SECONDS));
-        let forged = value.replacen(&(1000 + ADMIN_SESSION_SECONDS).to_string(), "99999999999", 1);
-        assert!(!sessions.admin_valid(Some(&forged), 1001));
-        let token = sessions.admin_token(value);
-        assert!(sessions.check_admin_token(value, &token));
-        assert!(!sessions.check_admin_token(&forged, &token));
+        let id = Sessions::new_session();
+        let token = sessions.admin_token(&id);
+        assert!(sessions.check_admin_token(&id, &token));
+        assert!(!sessions.check_admin_token(&Sessions::new_session(), &token));
+        assert_ne!(sessions.admin_fingerprint("one secret"), sessions.admin_fingerprint("another"));
+        let set = sessions.device_cookie(1000);
+        let value = cookie(Some(set.split(';').next().unwrap()), DEVICE_COOKIE).unwrap();
+        let device = sessions.device(Some(value), 1001).unwrap();
+        assert_eq!(device.len(), 24);
+        assert_eq!(sessions.device(Some(value), 1000 + DEVICE_SECONDS), None, "expired");
+        let forged = value.replacen(&(1000 + DEVICE_SECONDS).to_string(), "99999999999", 1);
+        assert_eq!(sessions.device(Some(&forged), 1001), None);
+        assert_eq!(Sessions::new(b"other", false).device(Some(value), 1001), None);
+        assert!(sessions.admin_cookie(&id).contains("Path=/admin; HttpOnly; SameSite=Strict"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! recorded (twice the concurrency), which is also the most a crash can leave "interrupted"
 //! (counted as failed, never sent twice; see [`crate::store`]).
 
-use crate::store::{HubStore, Outcome, Send, Status, StoreError, SubscriptionId};
+use crate::store::{HubStore, Outcome, Pruning, Send, Status, StoreError, SubscriptionId};
 use crate::unix_now;
 use std::future::Future;
 use std::sync::Arc;
@@ -40,12 +40,14 @@ pub struct Dispatcher {
     pub fanout: FanoutConfig,
     /// Woken when a send is queued.
     pub wake: Arc<Notify>,
+    /// When subscriptions that keep failing are deleted.
+    pub pruning: Pruning,
 }
 
 impl Dispatcher {
     /// Runs forever: recovers what a previous run left, then sends whatever is due.
     pub async fn run(self) {
-        match self.store.recover(unix_now()).await {
+        match self.store.recover(unix_now(), self.pruning).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 recipients = n,
@@ -112,11 +114,12 @@ impl Dispatcher {
                 Err(_) => {}
             }
             let done = outcomes.len();
-            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now())).await;
+            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now(), self.pruning)).await;
             outcomes.clear();
             window.add_permits(done);
         }
-        let last = persistently(|| self.store.record(send.id, outcomes.clone(), unix_now())).await;
+        let last =
+            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now(), self.pruning)).await;
         let _ = engine.await;
         let _ = feeder.await;
         tracing::info!(send = last.id, counts = ?last.counts, status = ?last.status, "send finished");

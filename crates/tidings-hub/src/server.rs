@@ -4,6 +4,7 @@ use crate::api_keys::KeyRing;
 use crate::config::Config;
 use crate::csrf::Sessions;
 use crate::dispatch::Dispatcher;
+use crate::http::limits::Limits;
 use crate::http::{Shared, router};
 use crate::secrets;
 use crate::store::HubStore;
@@ -55,6 +56,8 @@ impl Hub {
         let client = PushClient::new(ClientConfig {
             timeout: config.push_timeout,
             extra_roots: config.extra_roots.clone(),
+            policy: config.connect_policy(),
+            resolver: config.resolver.clone(),
             ..ClientConfig::default()
         });
         let fanout = FanoutConfig {
@@ -62,15 +65,23 @@ impl Hub {
             per_origin: config.concurrency.div_ceil(2).max(1),
             ..FanoutConfig::default()
         };
-        let dispatcher = Dispatcher { store: store.clone(), client, signer, fanout, wake: wake.clone() };
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            client,
+            signer,
+            fanout,
+            wake: wake.clone(),
+            pruning: config.pruning,
+        };
+        let sessions = Sessions::new(&secrets.session, config.is_https());
         let shared = Arc::new(Shared {
-            sessions: Sessions::new(&secrets.session, config.is_https()),
-            limiter: Shared::limiter(config.browser_rate),
-            login_limiter: Shared::login_limiter(),
+            limits: Limits::new(&config),
             closed: std::sync::atomic::AtomicU64::new(0),
-            demo: std::sync::Mutex::default(),
+            demo: tokio::sync::Mutex::default(),
             user_token_secret: secrets.user_token,
+            admin_fingerprint: sessions.admin_fingerprint(&secrets.admin),
             admin_secret: secrets.admin,
+            sessions,
             vapid_public_key,
             api_keys,
             wake,
@@ -91,23 +102,29 @@ impl Hub {
         let Self { shared, dispatcher, listener } = self;
         let dispatching = tokio::spawn(dispatcher.run());
         let chores = tokio::spawn(chores(shared.clone()));
-        let app = router(shared).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app = router(shared.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         dispatching.abort();
         chores.abort();
+        if let Err(e) = shared.api_keys.save_usage() {
+            tracing::warn!(error = %e, "could not note when the API keys were last used");
+        }
         served
     }
 }
 
-/// Once a minute: forget used user tokens that expired, and idle rate-limit entries.
+/// Once a minute: forget used user tokens and admin logins that expired, and idle
+/// rate-limit entries; note when API keys were last used.
 async fn chores(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(Duration::from_secs(60));
     loop {
         interval.tick().await;
-        shared.limiter.retain_recent();
-        shared.login_limiter.retain_recent();
-        if let Err(e) = shared.store.sweep_tokens(unix_now()).await {
-            tracing::warn!(error = %e, "could not sweep used user tokens");
+        shared.limits.retain_recent();
+        if let Err(e) = shared.store.sweep(unix_now()).await {
+            tracing::warn!(error = %e, "could not sweep used user tokens and ended admin logins");
+        }
+        if let Err(e) = shared.api_keys.save_usage() {
+            tracing::warn!(error = %e, "could not note when the API keys were last used");
         }
     }
 }

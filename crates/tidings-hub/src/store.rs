@@ -18,7 +18,8 @@
 //! | `items` | send id, subscription id | [`PENDING`] or [`SENDING`] |
 //! | `tokens` | a user token's `jti` | its expiry (u64): tokens already used |
 //! | `token_expiry` | expiry (u64), `jti` | (empty): the same tokens in expiry order, to sweep |
-//! | `meta` | `next_send` | the next send id |
+//! | `admin_sessions` | SHA-256 of an admin login's id | [`AdminSession`] |
+//! | `meta` | `next_send`, `deleted_failing` | the next send id; subscriptions deleted for failing |
 //!
 //! A send's recipients are written as items when it starts. The dispatcher claims a few
 //! hundred at a time (marking them [`SENDING`] durably before any request leaves), and an
@@ -26,6 +27,7 @@
 //! [`SENDING`] may or may not have reached their push service: they are counted as failed
 //! ("interrupted") rather than sent again, so nobody receives a message twice.
 
+use crate::ownership::{Change, Planned, Proof, Refusal, Registration, UserChange, holds, plan};
 use aws_lc_rs::digest;
 use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,8 @@ pub const SENDING: u8 = 1;
 pub const FLAG_AFTER: u32 = 5;
 /// Errors kept per send (the counts are exact; the list is a sample).
 pub const MAX_ERRORS: usize = 50;
+/// The `meta` key counting subscriptions deleted for failing, since the database began.
+const DELETED_FAILING: &[u8] = b"deleted_failing";
 
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +114,9 @@ pub struct Subscription {
     /// Failed sends in a row (reset by a success).
     #[serde(default)]
     pub failures: u32,
+    /// When the current run of failures began.
+    #[serde(default)]
+    pub failing_since: Option<u64>,
     /// The last failure, for the admin page.
     #[serde(default)]
     pub last_error: Option<String>,
@@ -212,6 +219,9 @@ pub struct Send {
     pub errors: Vec<SendError>,
     /// When it finished.
     pub finished_at: Option<u64>,
+    /// Subscriptions it deleted because they had failed too long (see [`Pruning`]).
+    #[serde(default)]
+    pub deleted_failing: u64,
 }
 
 /// How a recipient ended, as the dispatcher reports it.
@@ -238,14 +248,63 @@ pub enum Outcome {
 }
 
 /// What storing a subscription did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
-    /// A new subscription.
-    Created,
-    /// The endpoint was known: its record was updated.
-    Updated,
+    /// Stored (or already stored as asked): the record as it now is.
+    Stored {
+        /// Its id.
+        id: SubscriptionId,
+        /// The record.
+        record: Subscription,
+        /// Whether it was created, updated or left as it was.
+        change: Change,
+    },
+    /// The caller does not hold the subscription: nothing stored.
+    Refused(Refusal),
     /// The user token was used before: nothing stored.
     Replayed,
+}
+
+/// What deleting a subscription with a proof did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted.
+    Removed,
+    /// No subscription has this endpoint.
+    Unknown,
+    /// The proof is wrong: nothing deleted.
+    NotOwner,
+}
+
+/// When the dispatcher deletes a subscription that keeps failing: after `failures` failed
+/// sends in a row, the first of them at least `failing_for` seconds ago (so that one push
+/// service's outage of an afternoon does not wipe its subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruning {
+    /// Failed sends in a row.
+    pub failures: u32,
+    /// Seconds since the first of them.
+    pub failing_for: u64,
+}
+
+/// Subscriptions by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Stored now.
+    pub total: u64,
+    /// Of those, failing (see [`FLAG_AFTER`]).
+    pub flagged: u64,
+    /// Deleted for failing too long, since the database began.
+    pub deleted_failing: u64,
+}
+
+/// An admin login, kept on the server so that it can be ended everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSession {
+    /// When it ends (seconds since the epoch).
+    pub expires: u64,
+    /// Which admin secret it was opened with (a keyed hash): a new secret ends it.
+    pub secret: String,
 }
 
 struct Keyspaces {
@@ -258,6 +317,7 @@ struct Keyspaces {
     items: SingleWriterTxKeyspace,
     tokens: SingleWriterTxKeyspace,
     token_expiry: SingleWriterTxKeyspace,
+    admin_sessions: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -316,6 +376,7 @@ impl HubStore {
             items: keyspace("items")?,
             tokens: keyspace("tokens")?,
             token_expiry: keyspace("token_expiry")?,
+            admin_sessions: keyspace("admin_sessions")?,
             meta: keyspace("meta")?,
             db,
         });
@@ -355,53 +416,80 @@ impl HubStore {
         tokio::task::spawn_blocking(move || read(&ks, &ks.db.read_tx())).await.map_err(error)?
     }
 
-    /// Stores a subscription (or updates the one with the same endpoint), and marks the user
-    /// token's `jti` used (refusing a token used before). With `replacing`, the old
-    /// subscription is deleted in the same transaction, and its user and topics carry over
-    /// when the new one names none.
-    pub async fn save_subscription(
-        &self,
-        subscription: Subscription,
-        token: Option<(String, u64)>,
-        replacing: Option<SubscriptionId>,
-    ) -> Result<(SubscriptionId, Saved)> {
+    /// Stores what a page sent, if the caller holds the subscription (see
+    /// [`crate::ownership`]), and marks the user token's `jti` used. A registration that
+    /// changes nothing is answered from a snapshot, without a write (pages re-post their
+    /// subscription on every load).
+    pub async fn register(&self, registration: Registration) -> Result<Saved> {
+        let registration = Arc::new(registration);
+        if !matches!(registration.user, UserChange::Set { .. }) {
+            let read = registration.clone();
+            let settled = self
+                .read(move |ks, snap| {
+                    let (existing, old) = registered(ks, snap, &read)?;
+                    Ok(match plan(existing.as_ref(), old.as_ref(), &read) {
+                        Err(refusal) => Some(Saved::Refused(refusal)),
+                        Ok(Planned { record, change: Change::Unchanged, .. }) => Some(Saved::Stored {
+                            id: SubscriptionId::of(&record.endpoint),
+                            record,
+                            change: Change::Unchanged,
+                        }),
+                        Ok(_) => None,
+                    })
+                })
+                .await?;
+            if let Some(saved) = settled {
+                return Ok(saved);
+            }
+        }
         self.write(move |ks, tx| {
-            if let Some((jti, _)) = &token
+            if let UserChange::Set { jti, .. } = &registration.user
                 && tx.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
             {
-                return Ok((SubscriptionId([0; 16]), Saved::Replayed));
+                return Ok(Saved::Replayed);
             }
-            let mut new = subscription.clone();
-            let id = SubscriptionId::of(&new.endpoint);
-            if let Some(old_id) = replacing.filter(|old| *old != id)
-                && let Some(old) = remove_subscription(ks, tx, old_id)?
-            {
-                if new.topics.is_empty() {
-                    new.topics = old.topics;
-                }
-                new.user = new.user.or(old.user);
+            let (existing, old) = registered(ks, tx, &registration)?;
+            let Planned { record, change, removes_old } =
+                match plan(existing.as_ref(), old.as_ref(), &registration) {
+                    Ok(planned) => planned,
+                    Err(refusal) => return Ok(Saved::Refused(refusal)),
+                };
+            let id = SubscriptionId::of(&record.endpoint);
+            if removes_old && let Some(proof) = &registration.replacing {
+                remove_subscription(ks, tx, SubscriptionId::of(&proof.endpoint))?;
             }
-            let saved = match remove_subscription(ks, tx, id)? {
-                Some(old) => {
-                    new.created_at = old.created_at;
-                    Saved::Updated
-                }
-                None => Saved::Created,
-            };
-            for topic in &new.topics {
-                tx.insert(&ks.topics, index_key(topic, id), b"");
-            }
-            if let Some(user) = &new.user {
-                tx.insert(&ks.users, index_key(user, id), b"");
-            }
-            tx.insert(&ks.subscriptions, id.0, encode(&new));
-            if let Some((jti, expires)) = &token {
+            if let UserChange::Set { jti, expires, .. } = &registration.user {
                 tx.insert(&ks.tokens, jti.as_bytes(), expires.to_be_bytes());
                 tx.insert(&ks.token_expiry, [&expires.to_be_bytes()[..], jti.as_bytes()].concat(), b"");
             }
-            Ok((id, saved))
+            if change != Change::Unchanged {
+                remove_subscription(ks, tx, id)?;
+                insert_subscription(ks, tx, id, &record);
+            }
+            Ok(Saved::Stored { id, record, change })
         })
         .await
+    }
+
+    /// Deletes the subscription of `proof.endpoint` if `proof.auth` is its secret.
+    pub async fn remove_owned(&self, proof: Proof) -> Result<Removal> {
+        self.write(move |ks, tx| {
+            let id = SubscriptionId::of(&proof.endpoint);
+            match get::<Subscription>(tx, &ks.subscriptions, &id.0)? {
+                None => Ok(Removal::Unknown),
+                Some(stored) if !holds(&stored, &proof.auth) => Ok(Removal::NotOwner),
+                Some(_) => {
+                    remove_subscription(ks, tx, id)?;
+                    Ok(Removal::Removed)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Whether a subscription is stored.
+    pub async fn exists(&self, id: SubscriptionId) -> Result<bool> {
+        self.read(move |ks, snap| snap.contains_key(&ks.subscriptions, id.0).map_err(error)).await
     }
 
     /// Deletes a subscription; whether it existed.
@@ -440,16 +528,19 @@ impl HubStore {
         .await
     }
 
-    /// How many subscriptions there are, and how many are flagged.
-    pub async fn subscription_counts(&self) -> Result<(u64, u64)> {
+    /// How many subscriptions there are, how many are flagged, how many were deleted.
+    pub async fn subscription_counts(&self) -> Result<SubscriptionCounts> {
         self.read(move |ks, snap| {
-            let (mut total, mut flagged) = (0, 0);
+            let mut counts = SubscriptionCounts {
+                deleted_failing: get(snap, &ks.meta, DELETED_FAILING)?.unwrap_or(0),
+                ..SubscriptionCounts::default()
+            };
             for entry in snap.iter(&ks.subscriptions) {
                 let subscription: Subscription = decode(&entry.value().map_err(error)?)?;
-                total += 1;
-                flagged += u64::from(subscription.flagged());
+                counts.total += 1;
+                counts.flagged += u64::from(subscription.flagged());
             }
-            Ok((total, flagged))
+            Ok(counts)
         })
         .await
     }
@@ -572,9 +663,15 @@ impl HubStore {
     }
 
     /// Records outcomes of a send's recipients: counts, errors, deleting subscriptions that
-    /// are gone and counting failures of the others. Returns the send as it now is (done
-    /// when no recipient is left).
-    pub async fn record(&self, id: u64, outcomes: Vec<(SubscriptionId, Outcome)>, now: u64) -> Result<Send> {
+    /// are gone, counting failures of the others and deleting those that failed as long as
+    /// `pruning` allows. Returns the send as it now is (done when no recipient is left).
+    pub async fn record(
+        &self,
+        id: u64,
+        outcomes: Vec<(SubscriptionId, Outcome)>,
+        now: u64,
+        pruning: Pruning,
+    ) -> Result<Send> {
         self.write(move |ks, tx| {
             let mut send: Send =
                 get(tx, &ks.sends, &id.to_be_bytes())?.ok_or_else(|| error("no such send"))?;
@@ -590,6 +687,7 @@ impl HubStore {
                         if let Some(mut record) = record.filter(|r| r.failures > 0 || r.last_error.is_some())
                         {
                             record.failures = 0;
+                            record.failing_since = None;
                             record.last_error = None;
                             tx.insert(&ks.subscriptions, sub.0, encode(&record));
                         }
@@ -624,7 +722,17 @@ impl HubStore {
                     if let Some(mut record) = record {
                         record.failures += 1;
                         record.last_error = Some(reason.clone());
-                        tx.insert(&ks.subscriptions, sub.0, encode(&record));
+                        let since = *record.failing_since.get_or_insert(now);
+                        if record.failures >= pruning.failures
+                            && now.saturating_sub(since) >= pruning.failing_for
+                        {
+                            remove_subscription(ks, tx, *sub)?;
+                            send.deleted_failing += 1;
+                            let total = get::<u64>(tx, &ks.meta, DELETED_FAILING)?.unwrap_or(0);
+                            tx.insert(&ks.meta, DELETED_FAILING, encode(&(total + 1)));
+                        } else {
+                            tx.insert(&ks.subscriptions, sub.0, encode(&record));
+                        }
                     }
                 }
             }
@@ -640,7 +748,7 @@ impl HubStore {
     /// After a restart: every recipient a running send had claimed may or may not have
     /// received its message, so it is counted as failed instead of being sent again.
     /// Returns how many.
-    pub async fn recover(&self, now: u64) -> Result<u64> {
+    pub async fn recover(&self, now: u64, pruning: Pruning) -> Result<u64> {
         let running: Vec<Send> = self
             .read(|ks, snap| {
                 let mut running = Vec::new();
@@ -675,14 +783,15 @@ impl HubStore {
                 .into_iter()
                 .map(|s| (s, Outcome::Failed { status: None, reason: reason.into() }))
                 .collect();
-            self.record(send.id, outcomes, now).await?;
+            self.record(send.id, outcomes, now, pruning).await?;
         }
         Ok(interrupted)
     }
 
     /// Forgets used user tokens that have expired (they would be refused anyway): a range
-    /// of the expiry index, so the writer reads only what it deletes.
-    pub async fn sweep_tokens(&self, now: u64) -> Result<usize> {
+    /// of the expiry index, so the writer reads only what it deletes. Also forgets admin
+    /// logins that have ended. Returns how many entries went.
+    pub async fn sweep(&self, now: u64) -> Result<usize> {
         self.write(move |ks, tx| {
             let expired: Vec<_> = tx
                 .range(&ks.token_expiry, ..now.to_be_bytes().to_vec())
@@ -693,7 +802,40 @@ impl HubStore {
                 tx.remove(&ks.tokens, key.get(8..).unwrap_or_default());
                 tx.remove(&ks.token_expiry, key.clone());
             }
-            Ok(expired.len())
+            let mut ended = Vec::new();
+            for entry in tx.iter(&ks.admin_sessions) {
+                let (key, value) = entry.into_inner().map_err(error)?;
+                if decode::<AdminSession>(&value).is_ok_and(|s| s.expires <= now) {
+                    ended.push(key);
+                }
+            }
+            for key in &ended {
+                tx.remove(&ks.admin_sessions, key.clone());
+            }
+            Ok(expired.len() + ended.len())
+        })
+        .await
+    }
+
+    /// Stores an admin login under the hash of its id.
+    pub async fn open_admin_session(&self, key: [u8; 32], session: AdminSession) -> Result<()> {
+        self.write(move |ks, tx| {
+            tx.insert(&ks.admin_sessions, key, encode(&session));
+            Ok(())
+        })
+        .await
+    }
+
+    /// An admin login, by the hash of its id.
+    pub async fn admin_session(&self, key: [u8; 32]) -> Result<Option<AdminSession>> {
+        self.read(move |ks, snap| get(snap, &ks.admin_sessions, &key)).await
+    }
+
+    /// Ends an admin login, wherever its cookie was copied.
+    pub async fn close_admin_session(&self, key: [u8; 32]) -> Result<()> {
+        self.write(move |ks, tx| {
+            tx.remove(&ks.admin_sessions, key);
+            Ok(())
         })
         .await
     }
@@ -711,6 +853,30 @@ fn remove_subscription(ks: &Keyspaces, tx: &mut Tx<'_>, id: SubscriptionId) -> R
     }
     tx.remove(&ks.subscriptions, id.0);
     Ok(Some(old))
+}
+
+fn insert_subscription(ks: &Keyspaces, tx: &mut Tx<'_>, id: SubscriptionId, record: &Subscription) {
+    for topic in &record.topics {
+        tx.insert(&ks.topics, index_key(topic, id), b"");
+    }
+    if let Some(user) = &record.user {
+        tx.insert(&ks.users, index_key(user, id), b"");
+    }
+    tx.insert(&ks.subscriptions, id.0, encode(record));
+}
+
+/// The stored records a registration is about: its endpoint's, and the old endpoint's.
+fn registered(
+    ks: &Keyspaces,
+    tx: &impl Readable,
+    registration: &Registration,
+) -> Result<(Option<Subscription>, Option<Subscription>)> {
+    let existing = get(tx, &ks.subscriptions, &SubscriptionId::of(&registration.endpoint).0)?;
+    let old = match &registration.replacing {
+        Some(proof) => get(tx, &ks.subscriptions, &SubscriptionId::of(&proof.endpoint).0)?,
+        None => None,
+    };
+    Ok((existing, old))
 }
 
 /// The subscriptions a target names now.
@@ -802,17 +968,37 @@ fn commit(ks: &Keyspaces, batch: &mut Vec<Job>) {
 mod tests {
     use super::*;
 
-    fn subscription(n: u8, topics: &[&str], user: Option<&str>) -> Subscription {
-        Subscription {
-            endpoint: format!("https://push.example/{n}"),
+    fn endpoint(n: u8) -> String {
+        format!("https://push.example/{n}")
+    }
+
+    fn registration(n: u8, topics: Option<&[&str]>, user: UserChange) -> Registration {
+        Registration {
+            endpoint: endpoint(n),
             p256dh: "k".into(),
-            auth: "a".into(),
-            user: user.map(str::to_owned),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            created_at: u64::from(n),
-            failures: 0,
-            last_error: None,
+            auth: format!("auth-{n}"),
+            topics: topics.map(|t| t.iter().map(|t| t.to_string()).collect()),
+            user,
+            replacing: None,
+            now: u64::from(n),
         }
+    }
+
+    fn token(user: &str, jti: &str, expires: u64) -> UserChange {
+        UserChange::Set { user: user.into(), jti: jti.into(), expires }
+    }
+
+    /// Registers and returns the id and what changed, or panics.
+    async fn stored(store: &HubStore, registration: Registration) -> (SubscriptionId, Change) {
+        match store.register(registration).await.unwrap() {
+            Saved::Stored { id, change, .. } => (id, change),
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    /// The database's last sequence number: it moves with every durable write.
+    fn seqno(store: &HubStore) -> u64 {
+        store.keyspaces.db.read_tx().seqno()
     }
 
     fn send(target: Target) -> Send {
@@ -829,51 +1015,122 @@ mod tests {
             counts: Counts::default(),
             errors: Vec::new(),
             finished_at: None,
+            deleted_failing: 0,
         }
     }
+
+    const NEVER: Pruning = Pruning { failures: u32::MAX, failing_for: 0 };
 
     #[tokio::test]
     async fn subscriptions_topics_users_and_single_use_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let store = HubStore::open(dir.path()).unwrap();
-        let token = Some(("jti-1".to_owned(), 100));
-        let (a, saved) = store
-            .save_subscription(subscription(1, &["news", "sport"], Some("alice")), token.clone(), None)
-            .await
-            .unwrap();
-        assert_eq!(saved, Saved::Created);
+        let (a, change) =
+            stored(&store, registration(1, Some(&["news", "sport"]), token("alice", "jti-1", 100))).await;
+        assert_eq!(change, Change::Created);
         assert_eq!(
-            store.save_subscription(subscription(2, &[], None), token, None).await.unwrap().1,
+            store.register(registration(2, None, token("mallory", "jti-1", 100))).await.unwrap(),
             Saved::Replayed
         );
-        let (_, saved) = store.save_subscription(subscription(1, &["news"], None), None, None).await.unwrap();
-        assert_eq!(saved, Saved::Updated);
+        // Re-posting as it is (what the kit does on every page load) writes nothing and keeps
+        // the topics and the user.
+        let before = seqno(&store);
+        assert_eq!(stored(&store, registration(1, None, UserChange::Keep)).await, (a, Change::Unchanged));
+        assert_eq!(seqno(&store), before, "no durable write when nothing changed");
+        let kept = store.subscription(a).await.unwrap().unwrap();
+        assert_eq!((kept.topics.len(), kept.user.as_deref()), (2, Some("alice")));
+        assert_eq!(
+            stored(&store, registration(1, Some(&["news"]), UserChange::Keep)).await.1,
+            Change::Updated
+        );
+        assert!(seqno(&store) > before);
         assert_eq!(store.topics().await.unwrap(), [("news".to_owned(), 1)]);
         assert_eq!(store.subscription(a).await.unwrap().unwrap().created_at, 1);
-        // A replacement carries the old one's topics and user over, and deletes it.
-        let (b, _) =
-            store.save_subscription(subscription(3, &["sport"], Some("bob")), None, None).await.unwrap();
-        let (c, _) = store.save_subscription(subscription(4, &[], None), None, Some(b)).await.unwrap();
-        assert!(store.subscription(b).await.unwrap().is_none());
+        // Someone who knows only the endpoint cannot put in other keys, nor delete it.
+        let attack =
+            Registration { auth: "attacker".into(), ..registration(1, Some(&[]), UserChange::Clear) };
+        assert_eq!(store.register(attack).await.unwrap(), Saved::Refused(Refusal::Conflict));
+        let wrong = Proof { endpoint: endpoint(1), auth: "attacker".into() };
+        assert_eq!(store.remove_owned(wrong).await.unwrap(), Removal::NotOwner);
+        assert_eq!(store.subscription(a).await.unwrap().unwrap().auth, "auth-1");
+        // A replacement with the old one's proof carries its topics and user over, and deletes it.
+        let (b, _) = stored(&store, registration(3, Some(&["sport"]), token("bob", "jti-3", 100))).await;
+        let steal = Registration {
+            replacing: Some(Proof { endpoint: endpoint(3), auth: "guess".into() }),
+            ..registration(4, None, UserChange::Keep)
+        };
+        assert_eq!(store.register(steal).await.unwrap(), Saved::Refused(Refusal::NotOwner));
+        assert!(!store.exists(SubscriptionId::of(&endpoint(4))).await.unwrap(), "a refusal stores nothing");
+        let moved = Registration {
+            replacing: Some(Proof { endpoint: endpoint(3), auth: "auth-3".into() }),
+            ..registration(4, None, UserChange::Keep)
+        };
+        let (c, _) = stored(&store, moved).await;
+        assert!(!store.exists(b).await.unwrap());
         let replaced = store.subscription(c).await.unwrap().unwrap();
         assert_eq!((replaced.topics, replaced.user), (vec!["sport".to_owned()], Some("bob".to_owned())));
-        assert_eq!(store.subscription_counts().await.unwrap(), (2, 0));
-        assert!(store.remove_subscription(c).await.unwrap());
-        assert!(!store.remove_subscription(c).await.unwrap());
+        assert_eq!(store.subscription_counts().await.unwrap().total, 2);
+        let proof = Proof { endpoint: endpoint(4), auth: "auth-4".into() };
+        assert_eq!(store.remove_owned(proof.clone()).await.unwrap(), Removal::Removed);
+        assert_eq!(store.remove_owned(proof).await.unwrap(), Removal::Unknown);
         assert_eq!(store.topics().await.unwrap(), [("news".to_owned(), 1)]);
-        let later = Some(("jti-2".to_owned(), 200));
         assert_eq!(
-            store.save_subscription(subscription(5, &[], None), later.clone(), None).await.unwrap().1,
-            Saved::Created
+            stored(&store, registration(5, None, token("carol", "jti-2", 200))).await.1,
+            Change::Created
         );
-        // Only the expired token is forgotten; the other still cannot be used again.
-        assert_eq!(store.sweep_tokens(101).await.unwrap(), 1);
-        assert_eq!(store.sweep_tokens(101).await.unwrap(), 0);
+        // Only the expired tokens are forgotten; the other still cannot be used again.
+        assert_eq!(store.sweep(101).await.unwrap(), 2);
+        assert_eq!(store.sweep(101).await.unwrap(), 0);
         assert_eq!(
-            store.save_subscription(subscription(6, &[], None), later, None).await.unwrap().1,
+            store.register(registration(6, None, token("carol", "jti-2", 200))).await.unwrap(),
             Saved::Replayed
         );
-        assert_eq!(store.sweep_tokens(201).await.unwrap(), 1);
+        assert_eq!(store.sweep(201).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn admin_sessions_end_on_close_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HubStore::open(dir.path()).unwrap();
+        let session = AdminSession { expires: 100, secret: "s".into() };
+        store.open_admin_session([1; 32], session.clone()).await.unwrap();
+        store.open_admin_session([2; 32], AdminSession { expires: 200, ..session.clone() }).await.unwrap();
+        assert_eq!(store.admin_session([1; 32]).await.unwrap(), Some(session));
+        store.close_admin_session([1; 32]).await.unwrap();
+        assert_eq!(store.admin_session([1; 32]).await.unwrap(), None);
+        assert_eq!(store.sweep(150).await.unwrap(), 0);
+        assert_eq!(store.sweep(200).await.unwrap(), 1);
+        assert_eq!(store.admin_session([2; 32]).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn subscriptions_failing_long_enough_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HubStore::open(dir.path()).unwrap();
+        let (a, _) = stored(&store, registration(1, Some(&["t"]), UserChange::Keep)).await;
+        let (b, _) = stored(&store, registration(2, Some(&["t"]), UserChange::Keep)).await;
+        let pruning = Pruning { failures: 3, failing_for: 1000 };
+        let failed = || Outcome::Failed { status: Some(500), reason: "down".into() };
+        let mut deleted = 0;
+        for (n, now) in [(1, 10), (2, 20), (3, 30), (4, 1009), (5, 1010)] {
+            let id = store.create_send(send(Target::Topic("t".into()))).await.unwrap();
+            store.start_send(id, now).await.unwrap();
+            let claimed = store.claim(id, None, 10).await.unwrap();
+            // `b` recovers once, which starts its count again.
+            let outcomes = claimed
+                .iter()
+                .map(|(s, _)| (*s, if *s == b && n == 3 { Outcome::Accepted } else { failed() }))
+                .collect();
+            deleted += store.record(id, outcomes, now, pruning).await.unwrap().deleted_failing;
+            let exists = store.exists(a).await.unwrap();
+            // Three failures are not enough until the first of them is 1000 s old.
+            assert_eq!(exists, now < 1010, "after send {n}");
+        }
+        assert_eq!(deleted, 1);
+        let b_record = store.subscription(b).await.unwrap().unwrap();
+        assert_eq!((b_record.failures, b_record.failing_since), (2, Some(1009)));
+        assert!(store.exists(b).await.unwrap());
+        assert_eq!(store.subscription_counts().await.unwrap().deleted_failing, 1);
     }
 
     #[tokio::test]
@@ -882,7 +1139,7 @@ mod tests {
         let store = HubStore::open(dir.path()).unwrap();
         let mut ids = Vec::new();
         for n in 0..10 {
-            ids.push(store.save_subscription(subscription(n, &["t"], None), None, None).await.unwrap().0);
+            ids.push(stored(&store, registration(n, Some(&["t"]), UserChange::Keep)).await.0);
         }
         let id = store.create_send(send(Target::Topic("t".into()))).await.unwrap();
         assert_eq!(store.next_due(1).await.unwrap().map(|s| s.id), Some(id));
@@ -899,7 +1156,7 @@ mod tests {
             (first[2].0, Outcome::Failed { status: Some(503), reason: "down".into() }),
             (first[3].0, Outcome::Rejected { status: Some(413), reason: "big".into() }),
         ];
-        let after = store.record(id, outcomes.clone(), 2).await.unwrap();
+        let after = store.record(id, outcomes.clone(), 2, NEVER).await.unwrap();
         assert_eq!(
             (after.counts.accepted, after.counts.gone, after.counts.failed, after.counts.rejected),
             (1, 1, 1, 1)
@@ -908,7 +1165,7 @@ mod tests {
         assert_eq!(store.subscription(first[2].0).await.unwrap().unwrap().failures, 1);
         assert_eq!(after.errors.len(), 2);
         // Recording again changes nothing.
-        assert_eq!(store.record(id, outcomes, 2).await.unwrap().counts, after.counts);
+        assert_eq!(store.record(id, outcomes, 2, NEVER).await.unwrap().counts, after.counts);
         // A restart now: the 4 claimed in the second batch are interrupted, not resent.
         drop(store);
         // The writer thread lets go of the database as soon as it sees the store dropped.
@@ -918,11 +1175,11 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         };
-        assert_eq!(store.recover(3).await.unwrap(), 4);
+        assert_eq!(store.recover(3, NEVER).await.unwrap(), 4);
         let rest = store.claim(id, None, 100).await.unwrap();
         assert_eq!(rest.len(), 2);
         let done = store
-            .record(id, rest.into_iter().map(|(s, _)| (s, Outcome::Accepted)).collect(), 4)
+            .record(id, rest.into_iter().map(|(s, _)| (s, Outcome::Accepted)).collect(), 4, NEVER)
             .await
             .unwrap();
         assert_eq!((done.status, done.counts.pending(), done.counts.failed), (Status::Done, 0, 5));

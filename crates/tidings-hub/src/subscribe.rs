@@ -1,13 +1,16 @@
 //! What a page sends to subscribe, checked before anything is stored.
 //!
-//! The endpoint must be an `https://` URL of a public host (push services are only ever
-//! reached over TLS, and a hub must not be made to send requests into its own network);
-//! a hub running on loopback for development also accepts a local `tidings serve`, over
-//! plain HTTP. The keys must decode to a P-256 point and 16 bytes; topics are short names.
-//! Everything is bounded so that a hostile page cannot make the hub store much.
+//! The endpoint must be an `https://` URL of a public host allowed by the hub's
+//! [`ConnectPolicy`] (push services are only ever reached over TLS, and a hub must not be
+//! made to send requests into its own network; the same policy guards every connection,
+//! after name resolution). A hub in local-development mode also accepts a local
+//! `tidings serve`, over plain HTTP. The keys must decode to a P-256 point and 16 bytes;
+//! topics are short names. Everything is bounded so that a hostile page cannot make the
+//! hub store much.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use tidings_sender::Subscription as Checked;
+use tidings_sender::connect::{ConnectPolicy, is_loopback_host, is_public};
 use tidings_wire::PushSubscription;
 
 /// The longest endpoint accepted (real ones are under 600 characters).
@@ -17,18 +20,25 @@ pub const MAX_TOPICS: usize = 32;
 /// Characters per topic.
 pub const MAX_TOPIC_LEN: usize = 64;
 
-/// The body of `POST /api/subscriptions` and of the replace call.
+/// The body of `POST /api/subscriptions` (and, with the old subscription's proof, of
+/// `replace`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeRequest {
     /// `PushSubscription.toJSON()`.
     pub subscription: PushSubscription,
-    /// Topics to subscribe to.
+    /// Topics to subscribe to; omitted: keep the stored ones.
     #[serde(default)]
-    pub topics: Vec<String>,
-    /// The app's signed user token, naming the user (see [`crate::user_token`]).
-    #[serde(default)]
-    pub user_token: Option<String>,
+    pub topics: Option<Vec<String>>,
+    /// The app's signed user token, naming the user (see [`crate::user_token`]); omitted:
+    /// keep the stored user; `null`: no user.
+    #[serde(default, deserialize_with = "present")]
+    pub user_token: Option<Option<String>>,
+}
+
+/// A member that is present, even as `null` (so that `null` and omitted differ).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Why a subscription is refused.
@@ -36,48 +46,21 @@ pub struct SubscribeRequest {
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// Whether `host` (as in a URL) is this machine: `localhost` or a loopback address.
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether `host` (as in a URL) is this machine or a private network: `localhost`, or an
-/// IP address that is loopback, private, link-local, unique-local or unspecified.
-pub fn is_local(host: &str) -> bool {
-    if is_loopback(host) {
-        return true;
-    }
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let first = ip.segments()[0];
-            ip.is_loopback() || ip.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
-        }
-        Err(_) => false,
-    }
-}
-
-/// Checks a subscription's endpoint and keys. Endpoints on this machine or a private network
-/// are refused unless `allow_local` (a hub that is itself on loopback, for development with
-/// a local `tidings serve`): otherwise anyone could make the hub send requests to services
-/// inside its network. There, plain `http://` is accepted too.
-pub fn check_subscription(subscription: &PushSubscription, allow_local: bool) -> Result<(), Refused> {
+/// Checks a subscription's endpoint and keys against the hub's policy: an endpoint on this
+/// machine or a private network is refused unless the policy allows private addresses
+/// (local-development mode), and then only there is plain `http://` accepted.
+pub fn check_subscription(subscription: &PushSubscription, policy: &ConnectPolicy) -> Result<(), Refused> {
     if subscription.endpoint.len() > MAX_ENDPOINT_LEN {
         return Err(Refused(format!("the endpoint is longer than {MAX_ENDPOINT_LEN} characters")));
     }
     let checked = Checked::from_json(subscription).map_err(|e| Refused(e.to_string()))?;
     let endpoint = checked.endpoint();
-    let local = endpoint.host().is_some_and(is_local);
-    if local && !allow_local {
-        return Err(Refused(
-            "the endpoint must be a public push service, not this machine or a private network".into(),
-        ));
-    }
+    let host = endpoint.host().unwrap_or_default();
+    policy
+        .check_host(host)
+        .map_err(|e| Refused(format!("the endpoint must be a public push service: {e}")))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = is_loopback_host(host) || bare.parse().is_ok_and(|ip| !is_public(ip));
     if endpoint.scheme_str() != Some("https") && !local {
         return Err(Refused(
             "the endpoint must be an https:// URL (http:// only for a local push service)".into(),
@@ -127,8 +110,10 @@ mod tests {
 
     #[test]
     fn public_https_endpoints_and_local_ones_only_for_a_local_hub() {
-        let ok =
-            |endpoint: &str, local: bool| check_subscription(&sub(endpoint, P256DH, AUTH), local).is_ok();
+        let ok = |endpoint: &str, local: bool| {
+            let policy = if local { ConnectPolicy::any() } else { ConnectPolicy::public(None) };
+            check_subscription(&sub(endpoint, P256DH, AUTH), &policy).is_ok()
+        };
         assert!(ok("https://fcm.googleapis.com/fcm/send/abc", false));
         for local in
             ["http://127.0.0.1:8080/push/abc", "http://[::1]:8080/push/abc", "http://localhost/push/abc"]
@@ -142,6 +127,10 @@ mod tests {
             "https://169.254.169.254/x",
             "https://[fd00::1]/x",
             "https://0.0.0.0/x",
+            "https://100.64.1.2/x",
+            "https://198.18.0.1/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://[64:ff9b::a00:1]/x",
         ] {
             assert!(!ok(private, false), "{private}");
         }
@@ -149,13 +138,31 @@ mod tests {
         assert!(!ok("ftp://push.example.com/abc", true));
         let long = format!("https://push.example.com/{}", "a".repeat(MAX_ENDPOINT_LEN));
         assert!(!ok(&long, true));
+        let listed = ConnectPolicy::public(Some(tidings_sender::PushHosts::parse(["known"]).unwrap()));
+        let check = |endpoint: &str| check_subscription(&sub(endpoint, P256DH, AUTH), &listed);
+        assert!(check("https://fcm.googleapis.com/fcm/send/abc").is_ok());
+        let refused = check("https://push.example.com/abc").unwrap_err();
+        assert!(refused.0.contains("not one of the allowed push-service hosts"), "{refused}");
     }
 
     #[test]
     fn keys_of_the_right_lengths() {
-        assert!(check_subscription(&sub("https://e.example/x", "BCVx", AUTH), false).is_err());
-        assert!(check_subscription(&sub("https://e.example/x", P256DH, "AAAA"), false).is_err());
-        assert!(check_subscription(&sub("https://e.example/x", P256DH, "not base64!"), false).is_err());
+        let policy = ConnectPolicy::public(None);
+        assert!(check_subscription(&sub("https://e.example/x", "BCVx", AUTH), &policy).is_err());
+        assert!(check_subscription(&sub("https://e.example/x", P256DH, "AAAA"), &policy).is_err());
+        assert!(check_subscription(&sub("https://e.example/x", P256DH, "not base64!"), &policy).is_err());
+    }
+
+    #[test]
+    fn omitted_and_null_differ() {
+        let parse = |json: serde_json::Value| serde_json::from_value::<SubscribeRequest>(json).unwrap();
+        let subscription =
+            serde_json::json!({"endpoint": "https://e.example/x", "keys": {"p256dh": P256DH, "auth": AUTH}});
+        let omitted = parse(serde_json::json!({ "subscription": subscription }));
+        assert_eq!((omitted.topics, omitted.user_token), (None, None));
+        let null =
+            parse(serde_json::json!({ "subscription": subscription, "user_token": null, "topics": [] }));
+        assert_eq!((null.topics, null.user_token), (Some(vec![]), Some(None)));
     }
 
     #[test]

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tidings_hub::client_ip::parse_net;
+use tidings_hub::config::origin;
 use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
+use tidings_sender::PushHosts;
 
 /// Run the hub, or manage its keys. Every option of the hub itself can also be set with the
 /// environment variable shown, or in the TOML file given with --config (flags win over the
@@ -69,8 +72,16 @@ enum ApiKeyCommand {
         #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// List the API keys' names (the keys themselves are not stored).
+    /// List the API keys: id, name, creation and last use (the keys themselves are not stored).
     List {
+        /// The hub's data directory [default: ./tidings-hub-data].
+        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke an API key, by its id (from list) or its name; a running hub refuses it within a second.
+    Revoke {
+        /// The key's id or name.
+        key: String,
         /// The hub's data directory [default: ./tidings-hub-data].
         #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -113,6 +124,28 @@ struct HubServeArgs {
     /// Browser-facing requests per second allowed from one address [default: 20].
     #[arg(long, env = "TIDINGS_HUB_BROWSER_RATE", value_name = "N")]
     browser_rate: Option<u32>,
+    /// New subscriptions one browser session may register per hour [default: 10].
+    #[arg(long, env = "TIDINGS_HUB_NEW_SUBSCRIPTIONS_PER_SESSION", value_name = "N")]
+    new_subscriptions_per_session: Option<u32>,
+    /// New subscriptions one client address (an IPv6 /64) may register per hour [default: 200].
+    #[arg(long, env = "TIDINGS_HUB_NEW_SUBSCRIPTIONS_PER_ADDRESS", value_name = "N")]
+    new_subscriptions_per_address: Option<u32>,
+    /// A reverse proxy (address or CIDR block) whose Forwarded / X-Forwarded-For headers name
+    /// the client; repeatable, comma-separated in the environment. Without it those headers
+    /// are ignored.
+    #[arg(long, env = "TIDINGS_HUB_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// Send only to these push-service hosts: names or *.domain patterns, repeatable,
+    /// comma-separated in the environment; `known` stands for the browsers' public push
+    /// services (FCM, Mozilla, Apple, Microsoft) [default: any public host].
+    #[arg(long, env = "TIDINGS_HUB_PUSH_HOSTS", value_name = "PATTERN", value_delimiter = ',')]
+    push_hosts: Vec<String>,
+    /// Delete a subscription after this many failed sends in a row [default: 10] ...
+    #[arg(long, env = "TIDINGS_HUB_DELETE_AFTER_FAILURES", value_name = "N")]
+    delete_after_failures: Option<u32>,
+    /// ... the first of them at least this long ago [default: 24h].
+    #[arg(long, env = "TIDINGS_HUB_DELETE_AFTER_FAILING_FOR", value_name = "DURATION")]
+    delete_after_failing_for: Option<humantime::Duration>,
     /// A file holding the admin secret [default: <data-dir>/admin-secret, created on first
     /// start; TIDINGS_HUB_ADMIN_SECRET overrides both].
     #[arg(long, env = "TIDINGS_HUB_ADMIN_SECRET_FILE", value_name = "FILE")]
@@ -138,6 +171,14 @@ struct FileConfig {
     ca_file: Option<PathBuf>,
     concurrency: Option<usize>,
     browser_rate: Option<u32>,
+    new_subscriptions_per_session: Option<u32>,
+    new_subscriptions_per_address: Option<u32>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    push_hosts: Vec<String>,
+    delete_after_failures: Option<u32>,
+    delete_after_failing_for: Option<String>,
     admin_secret_file: Option<PathBuf>,
     log: Option<String>,
 }
@@ -188,15 +229,23 @@ pub fn run(args: HubArgs) -> Result<Code> {
         }
         Some(HubCommand::ApiKey(ApiKeyCommand::List { data_dir: dir })) => {
             let path = data_dir(dir).join("api-keys");
-            for entry in api_keys::read(&path).with_context(|| format!("cannot read {}", path.display()))? {
-                println!(
-                    "{}\tcreated {}",
-                    entry.name,
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + Duration::from_secs(entry.created_at),
-                    )
-                );
+            let entries = api_keys::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let used =
+                api_keys::read_usage(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let time =
+                |t: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t));
+            println!("ID\tNAME\tCREATED\tLAST USED");
+            for entry in entries {
+                let last = used.get(&entry.sha256).map_or("never".to_owned(), |t| time(*t).to_string());
+                println!("{}\t{}\t{}\t{last}", entry.id(), entry.name, time(entry.created_at));
             }
+            Ok(Code::Ok)
+        }
+        Some(HubCommand::ApiKey(ApiKeyCommand::Revoke { key, data_dir: dir })) => {
+            let path = data_dir(dir).join("api-keys");
+            let revoked = api_keys::revoke(&path, &key)
+                .with_context(|| format!("cannot revoke in {}", path.display()))?;
+            eprintln!("API key {} ({:?}) revoked", revoked.id(), revoked.name);
             Ok(Code::Ok)
         }
         Some(HubCommand::UserToken { user, lifetime, data_dir: dir }) => {
@@ -229,7 +278,7 @@ fn serve(args: HubServeArgs) -> Result<Code> {
     if let Some(url) =
         super::public_url(args.public_url.or(file.public_url), listen, "browsers reach the hub at")?
     {
-        config.public_url = url;
+        config.public_url = origin(&url).map_err(|e| anyhow::anyhow!("--public-url: {e}"))?;
     }
     config.vapid_subject = match args.vapid_subject.or(file.vapid_subject) {
         Some(subject) if subject.starts_with("mailto:") || subject.starts_with("https://") => subject,
@@ -238,10 +287,40 @@ fn serve(args: HubServeArgs) -> Result<Code> {
         None if config.public_url.starts_with("https://") => config.public_url.clone(),
         None => "mailto:hub@localhost".into(),
     };
-    config.allowed_origins =
-        if args.allowed_origin.is_empty() { file.allowed_origins } else { args.allowed_origin };
-    config.allowed_origins =
-        config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect();
+    let allowed = if args.allowed_origin.is_empty() { file.allowed_origins } else { args.allowed_origin };
+    config.allowed_origins = allowed
+        .iter()
+        .map(|o| origin(o).map_err(|e| anyhow::anyhow!("--allowed-origin: {e}")))
+        .collect::<Result<_>>()?;
+    let proxies = if args.trusted_proxy.is_empty() { file.trusted_proxies } else { args.trusted_proxy };
+    config.trusted_proxies = proxies
+        .iter()
+        .map(|p| parse_net(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+        .collect::<Result<_>>()?;
+    let push_hosts = if args.push_hosts.is_empty() { file.push_hosts } else { args.push_hosts };
+    if !push_hosts.is_empty() {
+        config.push_hosts = Some(PushHosts::parse(push_hosts.iter().map(String::as_str))?);
+    }
+    if let Some(n) = args.new_subscriptions_per_session.or(file.new_subscriptions_per_session) {
+        config.new_per_session = n.max(1);
+    }
+    if let Some(n) = args.new_subscriptions_per_address.or(file.new_subscriptions_per_address) {
+        config.new_per_address = n.max(1);
+    }
+    if let Some(n) = args.delete_after_failures.or(file.delete_after_failures) {
+        config.pruning.failures = n.max(1);
+    }
+    let failing_for = match (args.delete_after_failing_for, file.delete_after_failing_for) {
+        (Some(given), _) => Some(Duration::from(given)),
+        (None, Some(text)) => Some(
+            humantime::parse_duration(&text)
+                .with_context(|| format!("delete_after_failing_for: {text:?}"))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(d) = failing_for {
+        config.pruning.failing_for = d.as_secs();
+    }
     config.data_dir = data_dir(args.data_dir.or(file.data_dir));
     config.static_dir = args.static_dir.or(file.static_dir);
     config.demo = args.demo || file.demo;

@@ -163,7 +163,12 @@ impl PageServer {
 
     /// Asks the page to do something.
     pub fn command(&self, action: &str) {
-        self.commands.send(json!({"action": action})).unwrap();
+        self.commands_send(json!({"action": action}));
+    }
+
+    /// Asks the page to do something, with arguments.
+    pub fn commands_send(&self, command: Value) {
+        self.commands.send(command).unwrap();
     }
 }
 

@@ -51,6 +51,12 @@ impl HubProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
     /// Kills the process with SIGKILL.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
@@ -152,31 +158,44 @@ impl Http {
     }
 }
 
-/// A browser session with the hub: its cookie and CSRF token, sending the hub's Origin.
+/// A browser session with the hub: its cookie and CSRF token, sending the hub's Origin (or
+/// the public origin it was opened with).
 pub struct Browser {
     pub http: Http,
     pub hub: String,
+    pub origin: String,
     pub cookie: String,
     pub token: String,
 }
 
 impl Browser {
     pub async fn open(http: &Http, hub: &str) -> Self {
-        let answer = http.call("GET", &format!("{hub}/api/session"), &[], None).await;
+        Self::open_from(http, hub, hub, &[]).await
+    }
+
+    /// A session of a page of `origin`, whose requests carry `headers` too.
+    pub async fn open_from(http: &Http, hub: &str, origin: &str, headers: &[(&str, &str)]) -> Self {
+        let answer = http.call("GET", &format!("{hub}/api/session"), headers, None).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         let cookie = answer.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
         let token = answer.json()["csrfToken"].as_str().unwrap().to_owned();
-        Self { http: http.clone(), hub: hub.to_owned(), cookie, token }
+        Self { http: http.clone(), hub: hub.to_owned(), origin: origin.to_owned(), cookie, token }
     }
 
     /// A state-changing call as the app's page makes it.
     pub async fn send(&self, method: &str, path: &str, body: &Value) -> Answer {
-        let headers = [
-            ("origin", self.hub.as_str()),
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// The same, with more headers.
+    pub async fn send_with(&self, method: &str, path: &str, body: &Value, more: &[(&str, &str)]) -> Answer {
+        let mut headers = vec![
+            ("origin", self.origin.as_str()),
             ("sec-fetch-site", "same-origin"),
             ("cookie", self.cookie.as_str()),
             ("x-tidings-csrf", self.token.as_str()),
         ];
+        headers.extend_from_slice(more);
         self.http.json(method, &format!("{}{path}", self.hub), &headers, body).await
     }
 }
@@ -190,8 +209,8 @@ pub struct Received {
     pub bodies: HashMap<String, Bytes>,
 }
 
-/// A push service that accepts everything (201), except paths under `/gone/` (410), after
-/// an optional delay per request.
+/// A push service that accepts everything (201), except paths under `/gone/` (410) and
+/// `/refuse/` (403), after an optional delay per request.
 pub struct Sink {
     pub port: u16,
     pub received: Arc<Mutex<Received>>,
@@ -213,7 +232,11 @@ impl Sink {
             let mut received = received.lock().unwrap();
             *received.counts.entry(path.clone()).or_default() += 1;
             received.bodies.insert(path.clone(), body);
-            if path.starts_with("gone/") { http::StatusCode::GONE } else { http::StatusCode::CREATED }
+            match path.split('/').next() {
+                Some("gone") => http::StatusCode::GONE,
+                Some("refuse") => http::StatusCode::FORBIDDEN,
+                _ => http::StatusCode::CREATED,
+            }
         }
         let app = Router::new()
             .route("/{*path}", axum::routing::post(accept))
@@ -229,6 +252,27 @@ impl Sink {
     pub fn total(&self) -> u32 {
         self.received.lock().unwrap().counts.values().sum()
     }
+}
+
+/// A user token for `sub`, signed by npm jsonwebtoken with the hub's secret, as an app's
+/// backend would make it.
+pub fn user_token(secret: &str, sub: &str, jti: &str) -> String {
+    let signed = super::node(
+        "sign-user-token",
+        &serde_json::json!({ "secret": secret, "sub": sub, "jti": jti, "expiresIn": 600 }),
+    )
+    .unwrap();
+    signed["token"].as_str().unwrap().to_owned()
+}
+
+/// The hub's subscriptions (the first thousand), through the REST API.
+pub async fn subscriptions(http: &Http, hub: &str, key: &str) -> Vec<Value> {
+    let auth = format!("Bearer {key}");
+    let answer = http
+        .call("GET", &format!("{hub}/api/v1/subscriptions?limit=1000"), &[("authorization", &auth)], None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["subscriptions"].as_array().unwrap().clone()
 }
 
 /// Polls a send until it is done; its description.

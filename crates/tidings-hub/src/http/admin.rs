@@ -3,13 +3,16 @@
 //! notification, and the latest sends with their outcomes. Endpoints are shown masked.
 //!
 //! Forms are protected like the browser API: same-origin check, a token bound to the login
-//! cookie, and `SameSite=Strict` cookies. Logins are limited to five a minute per address.
+//! cookie, and `SameSite=Strict` cookies. Logins are kept on the server: logging out ends
+//! one wherever its cookie was copied, and a new admin secret ends them all. Login attempts
+//! are limited to five a minute per address, or per device for a browser that logged in
+//! before (see [`super::limits`]). Every page carries [`super::ADMIN_CSP`].
 
-use super::{Peer, Shared};
-use crate::csrf::{self, ADMIN_COOKIE};
+use super::{ADMIN_CSP, Client, Shared};
+use crate::csrf::{self, ADMIN_COOKIE, ADMIN_SESSION_SECONDS, DEVICE_COOKIE, Sessions};
 use crate::http::rest::{SendRequest, build_send};
 use crate::notification::Notification;
-use crate::store::{Send, Status, Target};
+use crate::store::{AdminSession, Send, Status, StoreError, Target};
 use crate::unix_now;
 use aws_lc_rs::constant_time;
 use axum::Form;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin", get(page))
+        .route("/admin/style.css", get(style))
         .route("/admin/login", post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/send", post(send))
@@ -47,6 +51,7 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// The page's style sheet, served apart: the policy allows no inline style or script.
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
 header{background:#1d2330;color:#fff;padding:.8em 2em;display:flex;justify-content:space-between;align-items:center}\
 header h1{font-size:1.2em;margin:0}main{max-width:1100px;margin:1.5em auto;padding:0 1em}\
@@ -56,19 +61,32 @@ th{font-weight:600;color:#555}.num{text-align:right;font-variant-numeric:tabular
 label{display:block;margin:.4em 0 .1em}input,select{font:inherit;padding:.35em;width:100%;box-sizing:border-box}\
 button{font:inherit;padding:.45em 1.2em;margin-top:.8em;background:#2f5bea;color:#fff;border:0;border-radius:6px;cursor:pointer}\
 .stats{display:flex;gap:2em}.stats div{font-size:1.8em;font-weight:600}.stats span{display:block;font-size:.5em;color:#666}\
-.error{color:#b3261e}code{font-size:.9em}";
+.error{color:#b3261e}code{font-size:.9em}header form{margin:0}";
 
-fn document(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
-         <title>{}</title><style>{STYLE}</style><body>{body}</body></html>",
-        escape(title)
-    ))
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], STYLE)
+        .into_response()
 }
 
-fn login_form(message: Option<&str>) -> Html<String> {
+/// A page of the admin interface, with its security policy, never cached.
+fn document(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+         <title>{}</title><link rel=stylesheet href=/admin/style.css><body>{body}</body></html>",
+        escape(title)
+    );
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, ADMIN_CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (status, headers, Html(html)).into_response()
+}
+
+fn login_form(status: StatusCode, message: Option<&str>) -> Response {
     let message = message.map_or(String::new(), |m| format!("<p class=error>{}</p>", escape(m)));
     document(
+        status,
         "Tidings hub: log in",
         &format!(
             "<header><h1>Tidings hub</h1></header><main><section><h2>Log in</h2>{message}\
@@ -79,13 +97,25 @@ fn login_form(message: Option<&str>) -> Html<String> {
     )
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
-    csrf::cookie(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()), ADMIN_COOKIE)
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    csrf::cookie(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()), name)
 }
 
-/// The admin cookie, if the request carries a valid login.
-fn logged_in<'a>(shared: &Shared, headers: &'a HeaderMap) -> Option<&'a str> {
-    cookie(headers).filter(|c| shared.sessions.admin_valid(Some(c), unix_now()))
+/// The admin login the request carries, if it is open on the server, not expired, and was
+/// opened with the current admin secret.
+async fn logged_in<'a>(shared: &Shared, headers: &'a HeaderMap) -> Result<Option<&'a str>, StoreError> {
+    let Some(id) = cookie(headers, ADMIN_COOKIE).filter(|c| !c.is_empty()) else { return Ok(None) };
+    let session = shared.store.admin_session(Sessions::admin_key(id)).await?;
+    Ok(session.filter(|s| s.expires > unix_now() && s.secret == shared.admin_fingerprint).map(|_| id))
+}
+
+fn unavailable(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "admin page");
+    document(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "<main><section><p>Storage is failing.</p></section></main>",
+    )
 }
 
 /// Same-origin check for the admin forms.
@@ -95,14 +125,11 @@ fn same_origin(shared: &Shared, headers: &HeaderMap) -> bool {
 }
 
 fn forbidden(message: &str) -> Response {
-    (
+    document(
         StatusCode::FORBIDDEN,
-        document(
-            "Refused",
-            &format!("<main><section><p class=error>{}</p></section></main>", escape(message)),
-        ),
+        "Refused",
+        &format!("<main><section><p class=error>{}</p></section></main>", escape(message)),
     )
-        .into_response()
 }
 
 fn describe_target(target: &Target) -> String {
@@ -142,19 +169,17 @@ fn send_row(send: &Send) -> String {
 }
 
 async fn page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(cookie) = logged_in(&shared, &headers) else { return login_form(None).into_response() };
-    match dashboard(&shared, cookie).await {
-        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "admin page");
-            (StatusCode::SERVICE_UNAVAILABLE, document("Unavailable", "<p>Storage is failing.</p>"))
-                .into_response()
-        }
-    }
+    let shown = match logged_in(&shared, &headers).await {
+        Ok(Some(id)) => dashboard(&shared, id).await,
+        Ok(None) => return login_form(StatusCode::OK, None),
+        Err(e) => Err(e),
+    };
+    shown.unwrap_or_else(|e| unavailable(&e))
 }
 
-async fn dashboard(shared: &Shared, cookie: &str) -> Result<Html<String>, crate::store::StoreError> {
-    let (total, flagged) = shared.store.subscription_counts().await?;
+async fn dashboard(shared: &Shared, cookie: &str) -> Result<Response, StoreError> {
+    let counts = shared.store.subscription_counts().await?;
+    let (total, flagged) = (counts.total, counts.flagged);
     let topics = shared.store.topics().await?;
     let subscriptions = shared.store.subscriptions(None, 50).await?;
     let sends = shared.store.recent_sends(20).await?;
@@ -162,11 +187,13 @@ async fn dashboard(shared: &Shared, cookie: &str) -> Result<Html<String>, crate:
     let mut body = String::new();
     let _ = write!(
         body,
-        "<header><h1>Tidings hub</h1><form method=post action=/admin/logout style=margin:0>\
+        "<header><h1>Tidings hub</h1><form method=post action=/admin/logout>\
          <input type=hidden name=token value=\"{token}\"><button type=submit>Log out</button></form></header><main>\
          <section class=stats><div>{total}<span>subscriptions</span></div><div>{}<span>topics</span></div>\
-         <div>{flagged}<span>flagged (failing)</span></div><div>{}<span>closed unread (since start)</span></div></section>",
+         <div>{flagged}<span>flagged (failing)</span></div><div>{}<span>deleted for failing</span></div>\
+         <div>{}<span>closed unread (since start)</span></div></section>",
         topics.len(),
+        counts.deleted_failing,
         shared.closed.load(std::sync::atomic::Ordering::Relaxed)
     );
     let options: String = topics
@@ -217,7 +244,7 @@ async fn dashboard(shared: &Shared, cookie: &str) -> Result<Html<String>, crate:
         "<section><h2>Subscriptions</h2><p>The first 50, by id; endpoints are masked.</p><table>\
          <tr><th>Id</th><th>Endpoint</th><th>User</th><th>Topics</th><th class=num>Failures</th></tr>{rows}</table></section></main>"
     );
-    Ok(document("Tidings hub", &body))
+    Ok(document(StatusCode::OK, "Tidings hub", &body))
 }
 
 #[derive(Deserialize)]
@@ -227,27 +254,41 @@ struct Login {
 
 async fn login(
     State(shared): State<Arc<Shared>>,
-    peer: Peer,
+    Client(client): Client,
     headers: HeaderMap,
     form: Result<Form<Login>, FormRejection>,
 ) -> Response {
     if !same_origin(&shared, &headers) {
         return forbidden("Log in from the hub's own page.");
     }
-    if shared.login_limiter.check_key(&peer.0.ip()).is_err() {
-        return (StatusCode::TOO_MANY_REQUESTS, login_form(Some("Too many attempts; wait a moment.")))
-            .into_response();
+    let now = unix_now();
+    let device = shared.sessions.device(cookie(&headers, DEVICE_COOKIE), now);
+    if !shared.limits.admin_login(device, client) {
+        return login_form(StatusCode::TOO_MANY_REQUESTS, Some("Too many attempts; wait a minute."));
     }
     let Ok(Form(login)) = form else {
-        return (StatusCode::BAD_REQUEST, login_form(Some("Enter the secret."))).into_response();
+        return login_form(StatusCode::BAD_REQUEST, Some("Enter the secret."));
     };
     if constant_time::verify_slices_are_equal(login.secret.as_bytes(), shared.admin_secret.as_bytes())
         .is_err()
     {
-        tracing::warn!(peer = %peer.0.ip(), "failed admin login");
-        return (StatusCode::UNAUTHORIZED, login_form(Some("Wrong secret."))).into_response();
+        tracing::warn!(client = %client, "failed admin login");
+        return login_form(StatusCode::UNAUTHORIZED, Some("Wrong secret."));
     }
-    ([(header::SET_COOKIE, shared.sessions.admin_cookie(unix_now()))], Redirect::to("/admin")).into_response()
+    let id = Sessions::new_session();
+    let session =
+        AdminSession { expires: now + ADMIN_SESSION_SECONDS, secret: shared.admin_fingerprint.clone() };
+    if let Err(e) = shared.store.open_admin_session(Sessions::admin_key(&id), session).await {
+        return unavailable(&e);
+    }
+    tracing::info!(client = %client, "admin logged in");
+    let mut response = Redirect::to("/admin").into_response();
+    for cookie in [shared.sessions.admin_cookie(&id), shared.sessions.device_cookie(now)] {
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -255,10 +296,16 @@ struct Token {
     token: String,
 }
 
-/// Whether an admin form request is genuine: logged in, same origin, token of this login.
-fn genuine(shared: &Shared, headers: &HeaderMap, token: &str) -> bool {
-    logged_in(shared, headers).is_some_and(|c| shared.sessions.check_admin_token(c, token))
-        && same_origin(shared, headers)
+/// The login of a genuine admin form: logged in, same origin, token of this login.
+async fn genuine<'a>(
+    shared: &Shared,
+    headers: &'a HeaderMap,
+    token: &str,
+) -> Result<Option<&'a str>, StoreError> {
+    if !same_origin(shared, headers) {
+        return Ok(None);
+    }
+    Ok(logged_in(shared, headers).await?.filter(|id| shared.sessions.check_admin_token(id, token)))
 }
 
 async fn logout(
@@ -266,11 +313,16 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<Token>, FormRejection>,
 ) -> Response {
-    if !form.is_ok_and(|Form(f)| genuine(&shared, &headers, &f.token)) {
-        return forbidden("Not a form of this page.");
+    let Ok(Form(form)) = form else { return forbidden("Not a form of this page.") };
+    let id = match genuine(&shared, &headers, &form.token).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return forbidden("Not a form of this page."),
+        Err(e) => return unavailable(&e),
+    };
+    if let Err(e) = shared.store.close_admin_session(Sessions::admin_key(id)).await {
+        return unavailable(&e);
     }
-    let clear = format!("{ADMIN_COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, clear)], Redirect::to("/admin")).into_response()
+    ([(header::SET_COOKIE, shared.sessions.admin_cookie_cleared())], Redirect::to("/admin")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -290,8 +342,10 @@ async fn send(
     form: Result<Form<TestSend>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else { return forbidden("Not a form of this page.") };
-    if !genuine(&shared, &headers, &form.token) {
-        return forbidden("Not a form of this page.");
+    match genuine(&shared, &headers, &form.token).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return forbidden("Not a form of this page."),
+        Err(e) => return unavailable(&e),
     }
     let to = match form.to.strip_prefix("topic:") {
         Some(topic) => Target::Topic(topic.to_owned()),
@@ -307,17 +361,14 @@ async fn send(
     let send = match build_send(request, &format!("{}/", shared.config.public_url), unix_now()) {
         Ok(send) => send,
         Err(e) => {
-            return (
+            return document(
                 e.status,
-                document(
-                    "Refused",
-                    &format!(
-                        "<main><section><p class=error>{}</p><a href=/admin>Back</a></section></main>",
-                        escape(&e.message)
-                    ),
+                "Refused",
+                &format!(
+                    "<main><section><p class=error>{}</p><a href=/admin>Back</a></section></main>",
+                    escape(&e.message)
                 ),
-            )
-                .into_response();
+            );
         }
     };
     match shared.store.create_send(send).await {
@@ -326,11 +377,7 @@ async fn send(
             tracing::info!(send = id, "test notification queued from the admin page");
             Redirect::to("/admin").into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "admin send");
-            (StatusCode::SERVICE_UNAVAILABLE, document("Unavailable", "<p>Storage is failing.</p>"))
-                .into_response()
-        }
+        Err(e) => unavailable(&e),
     }
 }
 

@@ -5,16 +5,18 @@
 //! | `GET /api/vapid-public-key` | the `applicationServerKey` to subscribe with |
 //! | `GET /api/session` | sets the session cookie, returns the CSRF token |
 //! | `POST /api/subscriptions` | stores a subscription (with topics, and a user token) |
-//! | `DELETE /api/subscriptions` | forgets a subscription, by endpoint |
-//! | `POST /api/subscriptions/replace` | swaps an old endpoint for a new one (re-sync) |
+//! | `DELETE /api/subscriptions` | forgets a subscription, by endpoint and `auth` |
+//! | `POST /api/subscriptions/replace` | swaps an old subscription for a new one, with the old one's `auth` |
 //! | `POST /api/notification-events` | the kit's report of a notification closed unread |
 //!
 //! The state-changing ones pass [`crate::csrf`]'s checks and a per-address rate limit
-//! before anything else, then the input checks of [`crate::subscribe`].
+//! before anything else, then the input checks of [`crate::subscribe`], then the ownership
+//! rule of [`crate::ownership`]: a stored subscription changes only with its `auth`.
 
-use super::{ApiError, JsonBody, Peer, Shared};
+use super::{ApiError, Client, JsonBody, Shared};
 use crate::csrf::{self, Refusal, SESSION_COOKIE, Sessions, TOKEN_HEADER};
-use crate::store::{Saved, Subscription, SubscriptionId};
+use crate::ownership::{Change, Proof, Refusal as NotHeld, Registration, UserChange};
+use crate::store::{Removal, Saved, SubscriptionId};
 use crate::subscribe::{SubscribeRequest, check_subscription, check_topics};
 use crate::{unix_now, user_token};
 use axum::Router;
@@ -25,6 +27,7 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -41,21 +44,19 @@ fn header(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> 
 }
 
 fn refused(refusal: Refusal) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "csrf", refusal.to_string())
+    ApiError::forbidden("csrf", refusal.to_string())
 }
 
 /// A request from one of the app's pages (or its service worker, which has no session):
-/// the rate limit and the same-origin check, before the body is read.
-pub struct SameOrigin;
+/// the rate limit and the same-origin check, before the body is read. Holds the client.
+pub struct SameOrigin(pub IpAddr);
 
 impl FromRequestParts<Arc<Shared>> for SameOrigin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let peer = Peer::from_request_parts(parts, shared)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
-        shared.rate_limit(peer.0.ip())?;
+        let Client(client) = Client::from_request_parts(parts, shared).await?;
+        shared.limits.browser(client)?;
         let headers = &parts.headers;
         csrf::check_origin(
             header(headers, header::ORIGIN),
@@ -64,22 +65,27 @@ impl FromRequestParts<Arc<Shared>> for SameOrigin {
             |origin| shared.config.origin_allowed(origin),
         )
         .map_err(refused)?;
-        Ok(Self)
+        Ok(Self(client))
     }
 }
 
 /// The checks every state-changing browser request passes before its body is even read:
-/// [`SameOrigin`], then the session's CSRF token.
-pub struct Guarded;
+/// [`SameOrigin`], then the session's CSRF token. Holds the session and the client.
+pub struct Guarded {
+    /// The browser session (its cookie).
+    pub session: String,
+    /// The client's address.
+    pub client: IpAddr,
+}
 
 impl FromRequestParts<Arc<Shared>> for Guarded {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        SameOrigin::from_request_parts(parts, shared).await?;
+        let SameOrigin(client) = SameOrigin::from_request_parts(parts, shared).await?;
         let session = csrf::cookie(header(&parts.headers, header::COOKIE), SESSION_COOKIE);
         shared.sessions.check_token(session, header(&parts.headers, TOKEN_HEADER)).map_err(refused)?;
-        Ok(Self)
+        Ok(Self { session: session.unwrap_or_default().to_owned(), client })
     }
 }
 
@@ -89,10 +95,10 @@ async fn vapid_public_key(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn session(
     State(shared): State<Arc<Shared>>,
-    peer: Peer,
+    Client(client): Client,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    shared.rate_limit(peer.0.ip())?;
+    shared.limits.browser(client)?;
     let existing = csrf::cookie(header(&headers, header::COOKIE), SESSION_COOKIE)
         .filter(|s| s.len() == 24 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let session = existing.map_or_else(Sessions::new_session, str::to_owned);
@@ -107,71 +113,78 @@ async fn session(
         .into_response())
 }
 
-/// Checks a subscribe request and turns it into a record, with the user token's `jti`.
-fn record(
+/// Checks a page's request and stores it, if the caller holds what it changes.
+async fn register(
     shared: &Shared,
+    guard: &Guarded,
     request: SubscribeRequest,
-) -> Result<(Subscription, Option<(String, u64)>), ApiError> {
-    check_subscription(&request.subscription, shared.config.local_endpoints_allowed())
-        .map_err(|e| ApiError::bad("bad_subscription", e.0))?;
-    let topics = check_topics(&request.topics).map_err(|e| ApiError::bad("bad_topics", e.0))?;
-    let claims = match &request.user_token {
-        Some(token) => Some(
-            user_token::verify(&shared.user_token_secret, token, unix_now())
-                .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_user_token", e.to_string()))?,
-        ),
-        None => None,
-    };
-    let subscription = Subscription {
-        endpoint: request.subscription.endpoint,
-        p256dh: request.subscription.keys.p256dh,
-        auth: request.subscription.keys.auth,
-        user: claims.as_ref().map(|c| c.sub.clone()),
-        topics,
-        created_at: unix_now(),
-        failures: 0,
-        last_error: None,
-    };
-    Ok((subscription, claims.map(|c| (c.jti, c.exp))))
-}
-
-async fn save(
-    shared: &Shared,
-    request: SubscribeRequest,
-    replacing: Option<SubscriptionId>,
+    replacing: Option<Proof>,
 ) -> Result<Response, ApiError> {
-    let (subscription, token) = record(shared, request)?;
-    let (user, topics) = (subscription.user.clone(), subscription.topics.clone());
-    let (id, saved) =
-        shared.store.save_subscription(subscription, token, replacing).await.map_err(ApiError::storage)?;
-    let status = match saved {
-        Saved::Created => StatusCode::CREATED,
-        Saved::Updated => StatusCode::OK,
-        Saved::Replayed => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_user_token",
-                "this user token was used already; ask the app for a new one",
-            ));
+    check_subscription(&request.subscription, &shared.config.connect_policy())
+        .map_err(|e| ApiError::bad("bad_subscription", e.0))?;
+    let topics = request
+        .topics
+        .as_deref()
+        .map(check_topics)
+        .transpose()
+        .map_err(|e| ApiError::bad("bad_topics", e.0))?;
+    let user = match request.user_token {
+        None => UserChange::Keep,
+        Some(None) => UserChange::Clear,
+        Some(Some(token)) => {
+            let claims = user_token::verify(&shared.user_token_secret, &token, unix_now())
+                .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_user_token", e.to_string()))?;
+            UserChange::Set { user: claims.sub, jti: claims.jti, expires: claims.exp }
         }
     };
-    let stored = shared.store.subscription(id).await.map_err(ApiError::storage)?;
-    let (user, topics) = stored.map_or((user, topics), |s| (s.user, s.topics));
-    Ok((status, axum::Json(json!({ "id": id.to_string(), "user": user, "topics": topics }))).into_response())
+    let endpoint = request.subscription.endpoint;
+    // Only new subscriptions count against the caps: pages re-post theirs on every load.
+    if !shared.store.exists(SubscriptionId::of(&endpoint)).await.map_err(ApiError::storage)? {
+        shared.limits.new_subscription(&guard.session, guard.client)?;
+    }
+    let registration = Registration {
+        endpoint,
+        p256dh: request.subscription.keys.p256dh,
+        auth: request.subscription.keys.auth,
+        topics,
+        user,
+        replacing,
+        now: unix_now(),
+    };
+    match shared.store.register(registration).await.map_err(ApiError::storage)? {
+        Saved::Stored { id, record, change } => {
+            let status = if change == Change::Created { StatusCode::CREATED } else { StatusCode::OK };
+            let body = json!({ "id": id.to_string(), "user": record.user, "topics": record.topics });
+            Ok((status, axum::Json(body)).into_response())
+        }
+        Saved::Refused(refusal @ NotHeld::Conflict) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "subscription_exists", refusal.to_string()))
+        }
+        Saved::Refused(refusal @ NotHeld::NotOwner) => {
+            Err(ApiError::forbidden("not_owner", refusal.to_string()))
+        }
+        Saved::Replayed => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_user_token",
+            "this user token was used already; ask the app for a new one",
+        )),
+    }
 }
 
 async fn subscribe(
     State(shared): State<Arc<Shared>>,
-    _: Guarded,
+    guard: Guarded,
     JsonBody(request): JsonBody<SubscribeRequest>,
 ) -> Result<Response, ApiError> {
-    save(&shared, request, None).await
+    register(&shared, &guard, request, None).await
 }
 
+/// The body of `DELETE /api/subscriptions`: what to delete, and the proof of holding it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Unsubscribe {
     endpoint: String,
+    auth: String,
 }
 
 async fn unsubscribe(
@@ -179,34 +192,35 @@ async fn unsubscribe(
     _: Guarded,
     JsonBody(request): JsonBody<Unsubscribe>,
 ) -> Result<Response, ApiError> {
-    if shared
-        .store
-        .remove_subscription(SubscriptionId::of(&request.endpoint))
-        .await
-        .map_err(ApiError::storage)?
-    {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::not_found("no subscription has this endpoint"))
+    let proof = Proof { endpoint: request.endpoint, auth: request.auth };
+    match shared.store.remove_owned(proof).await.map_err(ApiError::storage)? {
+        Removal::Removed => Ok(StatusCode::NO_CONTENT.into_response()),
+        Removal::Unknown => Err(ApiError::not_found("no subscription has this endpoint")),
+        Removal::NotOwner => Err(ApiError::forbidden("not_owner", NotHeld::NotOwner.to_string())),
     }
 }
 
 async fn replace(
     State(shared): State<Arc<Shared>>,
-    _: Guarded,
+    guard: Guarded,
     body: JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    // The body is a subscribe request plus `old_endpoint`; serde's `flatten` would lose
-    // `deny_unknown_fields`, so the field is taken out by hand.
+    // The body is a subscribe request plus the old subscription's endpoint and auth; serde's
+    // `flatten` would lose `deny_unknown_fields`, so those are taken out by hand.
     let mut value = body.0;
-    let old = value
-        .as_object_mut()
-        .and_then(|o| o.remove("old_endpoint"))
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .ok_or_else(|| ApiError::bad("bad_json", "old_endpoint (a string) is required"))?;
+    let mut take = |name: &str| {
+        value.as_object_mut().and_then(|o| o.remove(name)).and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let (old_endpoint, old_auth) = (take("old_endpoint"), take("old_auth"));
+    let (Some(endpoint), Some(auth)) = (old_endpoint, old_auth) else {
+        return Err(ApiError::bad(
+            "bad_json",
+            "old_endpoint and old_auth (the old subscription's keys.auth) are required strings",
+        ));
+    };
     let new: SubscribeRequest =
         serde_json::from_value(value).map_err(|e| ApiError::bad("bad_json", e.to_string()))?;
-    save(&shared, new, Some(SubscriptionId::of(&old))).await
+    register(&shared, &guard, new, Some(Proof { endpoint, auth })).await
 }
 
 #[derive(Deserialize)]

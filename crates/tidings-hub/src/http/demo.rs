@@ -1,10 +1,11 @@
 //! The demo app's API (`tidings hub --demo`): a chat room. Messages live in memory (it is a
 //! demo); each one is sent to the topic `chat` as a notification through the hub's own
 //! queue, and a repeated `Idempotency-Key` returns the message already stored instead of a
-//! second one, which is what makes the kit's outbox exactly-once.
+//! second one, which is what makes the kit's outbox exactly-once. Posting passes the same
+//! checks as the browser API (same origin, CSRF token, rate limit).
 
+use super::browser::Guarded;
 use super::{ApiError, JsonBody, Shared};
-use crate::csrf;
 use crate::http::rest::{SendRequest, build_send};
 use crate::notification::Notification;
 use crate::store::Target;
@@ -50,24 +51,20 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new().route("/demo/api/messages", get(list).post(post))
 }
 
-fn room(shared: &Shared) -> std::sync::MutexGuard<'_, Room> {
-    shared.demo.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn list(State(shared): State<Arc<Shared>>) -> Response {
-    let messages = room(&shared).messages.clone();
+    let messages = shared.demo.lock().await.messages.clone();
     ([(header::CACHE_CONTROL, "no-cache")], axum::Json(json!({ "messages": messages }))).into_response()
 }
 
 async fn post(
     State(shared): State<Arc<Shared>>,
+    _: Guarded,
     headers: HeaderMap,
     JsonBody(post): JsonBody<Post>,
 ) -> Result<Response, ApiError> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    csrf::check_origin(get("origin"), get("sec-fetch-site"), &shared.config.public_url, |_| false)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "csrf", e.to_string()))?;
-    let key = get("idempotency-key")
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 100)
         .ok_or_else(|| ApiError::bad("no_idempotency_key", "send an Idempotency-Key of 1 to 100 characters"))?
         .to_owned();
@@ -75,17 +72,14 @@ async fn post(
     if author.is_empty() || author.chars().count() > 40 || text.is_empty() || text.chars().count() > 500 {
         return Err(ApiError::bad("bad_message", "a name of 1 to 40 characters and a text of 1 to 500"));
     }
-    // The key is recorded only once the notification is queued, so that a retry after a
-    // failure queues it then (the message is stored once either way).
-    let (message, count) = {
-        let mut room = room(&shared);
-        if let Some(existing) = room.by_key.get(&key) {
-            return Ok((StatusCode::OK, axum::Json(existing.clone())).into_response());
-        }
-        room.next += 1;
-        let message = ChatMessage { id: room.next, author, text, at: unix_now() };
-        (message, room.next)
-    };
+    // The room stays locked until the notification is queued: a concurrent retry with the
+    // same key waits and then finds the message. The key is recorded only once the
+    // notification is queued, so that a retry after a failure queues it then.
+    let mut room = shared.demo.lock().await;
+    if let Some(existing) = room.by_key.get(&key) {
+        return Ok((StatusCode::OK, axum::Json(existing.clone())).into_response());
+    }
+    let message = ChatMessage { id: room.next + 1, author, text, at: unix_now() };
     let notification = Notification {
         title: message.author.clone(),
         navigate: Some(format!("{}/", shared.config.public_url)),
@@ -95,7 +89,7 @@ async fn post(
         ..Notification::default()
     };
     let request = SendRequest {
-        app_badge: Some(count),
+        app_badge: Some(message.id),
         ttl: Some(3600),
         urgency: Some("normal".into()),
         topic: Some("chat".into()),
@@ -104,11 +98,7 @@ async fn post(
     let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
     shared.store.create_send(send).await.map_err(ApiError::storage)?;
     shared.wake.notify_one();
-    let mut room = room(&shared);
-    if let Some(existing) = room.by_key.get(&key) {
-        // A concurrent retry of the same request got there first.
-        return Ok((StatusCode::OK, axum::Json(existing.clone())).into_response());
-    }
+    room.next = message.id;
     room.messages.push(message.clone());
     room.by_key.insert(key, message.clone());
     if room.messages.len() > KEEP {

@@ -2,7 +2,7 @@
 //! (`web/demo/`, with `--demo`) at `/`. Files are compiled in, so `tidings hub --demo` works
 //! from any directory.
 
-use super::Shared;
+use super::{DEMO_CSP, Shared};
 use axum::Router;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
@@ -44,8 +44,15 @@ fn file(files: &[(&str, &'static str)], name: &str) -> Response {
         // `no-cache`: the browser revalidates, so a new hub version is picked up; the service
         // worker's own cache is what makes the app work offline.
         Some((_, body)) => {
-            ([(header::CONTENT_TYPE, content_type(name)), (header::CACHE_CONTROL, "no-cache")], *body)
-                .into_response()
+            let mut response =
+                ([(header::CONTENT_TYPE, content_type(name)), (header::CACHE_CONTROL, "no-cache")], *body)
+                    .into_response();
+            if content_type(name).starts_with("text/html") {
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_SECURITY_POLICY, http::HeaderValue::from_static(DEMO_CSP));
+                headers.insert(header::X_FRAME_OPTIONS, http::HeaderValue::from_static("DENY"));
+            }
+            response
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -6,14 +6,20 @@
 //! * [`admin`]: `/admin`, a server-rendered page for the operator.
 //! * [`kit`]: the PWA kit at `/tidings/`, and the demo app at `/` with `--demo`
 //!   ([`demo`] is its chat API).
+//! * [`limits`]: the rate limits, keyed per client address, session or admin device.
 //!
 //! Every error is JSON, `{"error": "<code>", "message": "<what to do>"}` (HTML on the admin
-//! page), and no error changes anything.
+//! page), unknown routes and wrong methods under `/api/` included, and no error changes
+//! anything. Every answer of these routes carries `X-Content-Type-Options: nosniff` and
+//! `Referrer-Policy: no-referrer`; the hub's own HTML pages also a strict
+//! `Content-Security-Policy` (no inline script, no framing). The app's own pages
+//! (`--static-dir`) are served as they are.
 
 pub mod admin;
 pub mod browser;
 pub mod demo;
 pub mod kit;
+pub mod limits;
 pub mod rest;
 
 use crate::api_keys::KeyRing;
@@ -22,13 +28,12 @@ use crate::csrf::Sessions;
 use crate::store::HubStore;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota};
-use http::StatusCode;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -49,44 +54,41 @@ pub struct Shared {
     pub user_token_secret: Vec<u8>,
     /// The admin page's password.
     pub admin_secret: String,
+    /// A keyed hash of the admin secret, kept with each admin login: a new secret ends them.
+    pub admin_fingerprint: String,
     /// The app's API keys.
     pub api_keys: KeyRing,
     /// Wakes the dispatcher when a send is queued.
     pub wake: Arc<Notify>,
-    /// Browser-facing requests per client address.
-    pub limiter: DefaultKeyedRateLimiter<IpAddr>,
-    /// Admin login attempts per client address: few, whatever `--browser-rate` says, so
-    /// that the admin secret cannot be guessed at speed.
-    pub login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// The rate limits.
+    pub limits: limits::Limits,
     /// Notifications the kit reported closed without a click, since start.
     pub closed: std::sync::atomic::AtomicU64,
-    /// The demo's chat room (with `--demo`).
-    pub demo: std::sync::Mutex<demo::Room>,
+    /// The demo's chat room (with `--demo`). Held across the queueing of a message, so that
+    /// concurrent retries of one request queue one send.
+    pub demo: tokio::sync::Mutex<demo::Room>,
 }
 
-impl Shared {
-    /// A limiter allowing `per_second` requests per address, in bursts of twice as many.
-    pub fn limiter(per_second: u32) -> DefaultKeyedRateLimiter<IpAddr> {
-        let rate = NonZeroU32::new(per_second.max(1)).expect("at least 1");
-        let burst = NonZeroU32::new(per_second.max(1).saturating_mul(2)).expect("at least 2");
-        governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-    }
+/// The client's address: the peer's, or behind a `--trusted-proxy` the one it names.
+pub struct Client(pub IpAddr);
 
-    /// A limiter allowing five admin logins a minute per address.
-    pub fn login_limiter() -> DefaultKeyedRateLimiter<IpAddr> {
-        let five = NonZeroU32::new(5).expect("five");
-        governor::RateLimiter::keyed(Quota::per_minute(five).allow_burst(five))
-    }
+impl FromRequestParts<Arc<Shared>> for Client {
+    type Rejection = ApiError;
 
-    /// Counts a request from `ip` against its rate; refuses it when over.
-    pub fn rate_limit(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.limiter.check_key(&ip).map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests; try again in a second",
-            )
-        })
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
+        let values = |name: header::HeaderName| {
+            parts.headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok())
+        };
+        Ok(Self(crate::client_ip::client(
+            peer.0.ip(),
+            values(header::FORWARDED),
+            values(header::HeaderName::from_static("x-forwarded-for")),
+            &shared.config.trusted_proxies,
+        )))
     }
 }
 
@@ -115,6 +117,11 @@ impl ApiError {
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 403 with `code`.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 503 for a storage failure (logged, not shown).
@@ -166,19 +173,55 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(browser::routes())
         .merge(rest::routes())
         .merge(admin::routes())
-        .merge(kit::routes(shared.config.demo));
+        .merge(kit::routes(shared.config.demo))
+        .route("/api/{*rest}", axum::routing::any(unknown_api_route));
     if shared.config.demo {
         router = router.merge(demo::routes());
     }
+    router = router.method_not_allowed_fallback(wrong_method);
     if !shared.config.allowed_origins.is_empty() {
         router = router.layer(cors(&shared.config.allowed_origins));
     }
-    let mut router = router.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(shared.clone());
+    let mut router = router
+        .layer(axum::middleware::map_response(hardened))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared.clone());
     if let Some(dir) = &shared.config.static_dir {
         router = router.fallback_service(tower_http::services::ServeDir::new(dir));
     }
     router
 }
+
+async fn unknown_api_route() -> ApiError {
+    ApiError::not_found("no such route; the API is described at /api/openapi.json")
+}
+
+/// A known route with another method (axum adds the `Allow` header).
+async fn wrong_method(method: http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    )
+}
+
+/// What every answer of the hub's own routes carries.
+async fn hardened(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// The `Content-Security-Policy` of the admin page: its own style sheet and forms, nothing
+/// else, never in a frame.
+pub const ADMIN_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                             frame-ancestors 'none'; base-uri 'none'";
+
+/// The `Content-Security-Policy` of the demo app: scripts, styles and connections of its
+/// own origin only (no inline script), never in a frame.
+pub const DEMO_CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+                            frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// CORS for the app's other origins (`--allowed-origin`): their pages may call the browser
 /// API with credentials (the session cookie) and the CSRF header. Only same-site origins
@@ -190,8 +233,9 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
         .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
-        .allow_headers([http::header::CONTENT_TYPE, http::HeaderName::from_static(crate::csrf::TOKEN_HEADER)])
+        .allow_headers([
+            http::header::CONTENT_TYPE,
+            http::HeaderName::from_static(crate::csrf::TOKEN_HEADER),
+            http::HeaderName::from_static("idempotency-key"),
+        ])
 }
-
-/// The client's address, from the connection.
-pub type Peer = axum::extract::ConnectInfo<std::net::SocketAddr>;

@@ -66,7 +66,7 @@ impl FromRequestParts<Arc<Shared>> for ApiKey {
             .ok_or_else(|| unauthorized("send an API key: Authorization: Bearer tdh_..."))?;
         shared
             .api_keys
-            .check(presented)
+            .check(presented, unix_now())
             .map(Self)
             .ok_or_else(|| unauthorized("unknown API key (tidings hub api-key create makes one)"))
     }
@@ -189,6 +189,7 @@ pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Res
         counts: Counts::default(),
         errors: Vec::new(),
         finished_at: None,
+        deleted_failing: 0,
     })
 }
 
@@ -209,6 +210,7 @@ pub fn describe(send: &Send) -> serde_json::Value {
             "rejected": send.counts.rejected,
             "failed": send.counts.failed,
         },
+        "deleted_failing": send.deleted_failing,
         "errors": send.errors,
     })
 }
@@ -291,6 +293,7 @@ async fn subscriptions(
                 "created_at": s.created_at,
                 "failures": s.failures,
                 "flagged": s.flagged(),
+                "failing_since": s.failing_since,
                 "last_error": s.last_error,
             })
         })
