@@ -88,12 +88,22 @@ export function authOf(subscription) {
 }
 
 /**
- * The `registered` record (what the hub last accepted: { endpoint, auth, topics }), or, from a
+ * What the kit remembers of a subscription the hub accepted (`registered`): its endpoint, its
+ * auth (the proof of holding it), its applicationServerKey (base64url, so that the service
+ * worker can subscribe again without asking the hub) and the topics the hub answered with.
+ */
+export function registeredRecord(subscription, topics) {
+  const key = subscription.options && subscription.options.applicationServerKey;
+  return { endpoint: subscription.endpoint, auth: authOf(subscription), key: key ? bytesToBase64Url(key) : null, topics };
+}
+
+/**
+ * The `registered` record (what the hub last accepted: { endpoint, auth, key, topics }), or, from a
  * kit that stored only the endpoint, that endpoint with its auth and topics unknown.
  */
 export function knownSubscription(record, legacyEndpoint) {
   if (record) return record;
-  return legacyEndpoint ? { endpoint: legacyEndpoint, auth: null, topics: null } : null;
+  return legacyEndpoint ? { endpoint: legacyEndpoint, auth: null, key: null, topics: null } : null;
 }
 
 /**
@@ -210,6 +220,12 @@ export function outboxCounts(items) {
 export function base64UrlToBytes(text) {
   const base64 = text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=');
   return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+/** Bytes (an ArrayBuffer or a typed array) as base64url text, without padding. */
+export function bytesToBase64Url(buffer) {
+  const bytes = new Uint8Array(buffer);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 /** Whether an applicationServerKey (ArrayBuffer or bytes) is the base64url key `text`. */

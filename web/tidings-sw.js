@@ -22,7 +22,7 @@
 // keeps failing, or is refused with 401 or 403, is set aside) and periodic refresh of chosen
 // URLs.
 
-import { SUBSCRIPTION_LOCK, afterAttempt, authOf, base64UrlToBytes, clickTarget, dueItems, hubError, isHubUrl, outboxItem, outcome, parsePush, route, staleCaches, subscriptionRequest } from './tidings-core.js';
+import { SUBSCRIPTION_LOCK, afterAttempt, authOf, base64UrlToBytes, clickTarget, dueItems, hubError, isHubUrl, outboxItem, outcome, parsePush, registeredRecord, route, staleCaches, subscriptionRequest } from './tidings-core.js';
 import * as idb from './tidings-idb.js';
 
 /**
@@ -234,7 +234,10 @@ async function resubscribe(event, o) {
   const old = event.oldSubscription ? { endpoint: event.oldSubscription.endpoint, auth: authOf(event.oldSubscription) } : known;
   let subscription = event.newSubscription;
   if (!subscription) {
+    // The key from the old subscription, else the one remembered, else the hub's (the hub
+    // may be out of reach just now: the request then waits in the outbox).
     let key = event.oldSubscription && event.oldSubscription.options.applicationServerKey;
+    if (!key && known && known.key) key = base64UrlToBytes(known.key);
     if (!key) key = base64UrlToBytes((await (await fetch(`${o.hub}/api/vapid-public-key`)).json()).publicKey);
     subscription = await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
   }
@@ -245,7 +248,7 @@ async function resubscribe(event, o) {
   const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
   const answer = await hubFetch(o, url, init).catch(() => null);
   if (answer && answer.ok) {
-    await idb.setRegistered({ endpoint: subscription.endpoint, auth: authOf(subscription), topics: (await answer.json()).topics });
+    await idb.setRegistered(registeredRecord(subscription, (await answer.json()).topics));
   } else if (!answer || outcome(answer.status) === 'retry') {
     // The hub is out of reach: the outbox retries, rather than the hub missing the new
     // subscription until the app's next visit.

@@ -19,7 +19,7 @@
 // The hub's browser API is described in docs/hub.md; the service-worker half is
 // tidings-sw.js.
 
-import { SUBSCRIPTION_LOCK, authOf, base64UrlToBytes, hubError, oldSubscription, outboxCounts, outboxItem, revived, sameKey, subscriptionRequest } from './tidings-core.js';
+import { SUBSCRIPTION_LOCK, authOf, base64UrlToBytes, hubError, oldSubscription, outboxCounts, outboxItem, registeredRecord, revived, sameKey, subscriptionRequest } from './tidings-core.js';
 import * as idb from './tidings-idb.js';
 
 const OUTBOX_SYNC = 'tidings-outbox';
@@ -115,7 +115,7 @@ export class Tidings {
     if (this.userToken) extra.userToken = await this.userToken();
     const { path, body } = subscriptionRequest(old, subscription.toJSON(), extra);
     const answer = await this.call('POST', path, body);
-    const record = { endpoint: subscription.endpoint, auth: authOf(subscription), topics: (await answer.json()).topics };
+    const record = registeredRecord(subscription, (await answer.json()).topics);
     await idb.setRegistered(record);
     // A tab of a browser without Web Locks (or of an older kit) may have unsubscribed
     // meanwhile: the hub must not keep a subscriber that no longer exists.

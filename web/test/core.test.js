@@ -2,7 +2,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MAX_ATTEMPTS, afterAttempt, authOf, backoff, base64UrlToBytes, clickTarget, dueItems, hubError, isHubUrl, knownSubscription,
+  MAX_ATTEMPTS, afterAttempt, authOf, backoff, base64UrlToBytes, bytesToBase64Url, clickTarget, dueItems, hubError, isHubUrl, knownSubscription, registeredRecord,
   oldSubscription, outboxCounts, outboxItem, outcome, parsePush, revived, route, sameKey, staleCaches, subscriptionRequest,
 } from '../tidings-core.js';
 
@@ -126,7 +126,7 @@ test('the subscription the hub knows, and the request that registers one', () =>
   // What the hub accepted last, and the first version's endpoint-only record.
   const record = { endpoint: 'https://push.example/old', auth: 'old-auth', topics: ['news'] };
   assert.equal(knownSubscription(record, 'https://push.example/older'), record);
-  assert.deepEqual(knownSubscription(undefined, 'https://push.example/old'), { endpoint: 'https://push.example/old', auth: null, topics: null });
+  assert.deepEqual(knownSubscription(undefined, 'https://push.example/old'), { endpoint: 'https://push.example/old', auth: null, key: null, topics: null });
   assert.equal(knownSubscription(undefined, undefined), null);
 
   // The proof a sync gives: the hub's record when it names another endpoint, else the current one.
@@ -163,4 +163,16 @@ test('application server keys compare as bytes', () => {
   assert.equal(sameKey(bytes.buffer, key), true);
   assert.equal(sameKey(bytes.slice(1).buffer, key), false);
   assert.equal(sameKey(null, key), false);
+});
+
+test('the record of a registered subscription keeps its proof and its key', () => {
+  const key = 'BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4';
+  assert.equal(bytesToBase64Url(base64UrlToBytes(key)), key);
+  const subscription = {
+    endpoint: 'https://push.example/1',
+    options: { applicationServerKey: base64UrlToBytes(key).buffer },
+    toJSON: () => ({ endpoint: 'https://push.example/1', keys: { p256dh: 'p', auth: 'the-auth' } }),
+  };
+  assert.deepEqual(registeredRecord(subscription, ['news']), { endpoint: 'https://push.example/1', auth: 'the-auth', key, topics: ['news'] });
+  assert.equal(registeredRecord({ ...subscription, options: {} }, []).key, null);
 });

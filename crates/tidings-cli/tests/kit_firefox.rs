@@ -4,8 +4,9 @@
 //! registration.getNotifications()) and sets the app badge. Then the flows where the kit
 //! must prove it holds a subscription: a VAPID key rotation at the hub (sync() subscribes
 //! again and replaces the old subscription with its auth), a pushsubscriptionchange without
-//! oldSubscription (the service worker proves the old one from IndexedDB), and one with
-//! Firefox's own event after the push service forgot the browser. Finally unsubscribe(),
+//! oldSubscription (the service worker proves the old one from IndexedDB), the same while
+//! the hub is down (the request waits in the outbox), and Firefox's own event after the push
+//! service forgot the browser. Finally unsubscribe(),
 //! and the race a user hits by turning notifications off while the load-time sync() is
 //! still under way: the hub must not keep a subscriber that no longer exists.
 
@@ -95,6 +96,28 @@ async fn the_kit_shows_hub_notifications_and_keeps_its_subscription_in_firefox()
     assert_eq!(changed["topics"], json!(["kit"]));
     notify(&http, &hub, &key, "After the change").await;
     assert_eq!(page.next("shown", Duration::from_secs(30), &firefox).await[0]["title"], "After the change");
+
+    // The same while the hub is down: the service worker subscribes again with the key it
+    // remembered, and the request to the hub waits in the outbox until the hub is back
+    // (Firefox has no Background Sync: the page asks the service worker to flush).
+    hub.kill9();
+    page.command("change-without-old");
+    page.next("changing", Duration::from_secs(10), &firefox).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    hub.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let changed = loop {
+        page.command("flush");
+        let list = subscriptions(&http, &hub.url(), &key).await;
+        if list.len() == 1 && list[0]["id"] != changed["id"] {
+            break list[0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queued change never reached the hub: {list:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(changed["topics"], json!(["kit"]));
+    notify(&http, &hub, &key, "After the outage").await;
+    assert_eq!(page.next("shown", Duration::from_secs(30), &firefox).await[0]["title"], "After the outage");
 
     // Firefox's own pushsubscriptionchange: the push service forgets the browser (restarted
     // on an empty data directory); at its next hello Firefox gets a new uaid, drops its
