@@ -416,32 +416,32 @@ impl HubStore {
         tokio::task::spawn_blocking(move || read(&ks, &ks.db.read_tx())).await.map_err(error)?
     }
 
-    /// Stores what a page sent, if the caller holds the subscription (see
-    /// [`crate::ownership`]), and marks the user token's `jti` used. A registration that
-    /// changes nothing is answered from a snapshot, without a write (pages re-post their
-    /// subscription on every load).
-    pub async fn register(&self, registration: Registration) -> Result<Saved> {
-        let registration = Arc::new(registration);
-        if !matches!(registration.user, UserChange::Set { .. }) {
-            let read = registration.clone();
-            let settled = self
-                .read(move |ks, snap| {
-                    let (existing, old) = registered(ks, snap, &read)?;
-                    Ok(match plan(existing.as_ref(), old.as_ref(), &read) {
-                        Err(refusal) => Some(Saved::Refused(refusal)),
-                        Ok(Planned { record, change: Change::Unchanged, .. }) => Some(Saved::Stored {
-                            id: SubscriptionId::of(&record.endpoint),
-                            record,
-                            change: Change::Unchanged,
-                        }),
-                        Ok(_) => None,
-                    })
-                })
-                .await?;
-            if let Some(saved) = settled {
-                return Ok(saved);
+    /// What `registration` would do, read from a snapshot: nothing is written. Pages re-post
+    /// their subscription on every load, so an unchanged one (or a refusal) is answered from
+    /// this alone; the caller also learns, before any write, whether it would be a new
+    /// subscription (which counts against the caps).
+    pub async fn preview(&self, registration: Arc<Registration>) -> Result<Saved> {
+        self.read(move |ks, snap| {
+            if let UserChange::Set { jti, .. } = &registration.user
+                && snap.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
+            {
+                return Ok(Saved::Replayed);
             }
-        }
+            let (existing, old) = registered(ks, snap, &registration)?;
+            Ok(match plan(existing.as_ref(), old.as_ref(), &registration) {
+                Err(refusal) => Saved::Refused(refusal),
+                Ok(Planned { record, change, .. }) => {
+                    Saved::Stored { id: SubscriptionId::of(&record.endpoint), record, change }
+                }
+            })
+        })
+        .await
+    }
+
+    /// Stores what a page sent, if the caller holds the subscription (see
+    /// [`crate::ownership`]; decided again here, in the writer, whatever [`Self::preview`]
+    /// said), and marks the user token's `jti` used. Writes nothing when nothing changes.
+    pub async fn register(&self, registration: Arc<Registration>) -> Result<Saved> {
         self.write(move |ks, tx| {
             if let UserChange::Set { jti, .. } = &registration.user
                 && tx.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
@@ -485,11 +485,6 @@ impl HubStore {
             }
         })
         .await
-    }
-
-    /// Whether a subscription is stored.
-    pub async fn exists(&self, id: SubscriptionId) -> Result<bool> {
-        self.read(move |ks, snap| snap.contains_key(&ks.subscriptions, id.0).map_err(error)).await
     }
 
     /// Deletes a subscription; whether it existed.
@@ -990,7 +985,7 @@ mod tests {
 
     /// Registers and returns the id and what changed, or panics.
     async fn stored(store: &HubStore, registration: Registration) -> (SubscriptionId, Change) {
-        match store.register(registration).await.unwrap() {
+        match store.register(Arc::new(registration)).await.unwrap() {
             Saved::Stored { id, change, .. } => (id, change),
             other => panic!("not stored: {other:?}"),
         }
@@ -1029,14 +1024,28 @@ mod tests {
             stored(&store, registration(1, Some(&["news", "sport"]), token("alice", "jti-1", 100))).await;
         assert_eq!(change, Change::Created);
         assert_eq!(
-            store.register(registration(2, None, token("mallory", "jti-1", 100))).await.unwrap(),
+            store.register(Arc::new(registration(2, None, token("mallory", "jti-1", 100)))).await.unwrap(),
             Saved::Replayed
         );
-        // Re-posting as it is (what the kit does on every page load) writes nothing and keeps
-        // the topics and the user.
+        // Re-posting as it is (what the kit does on every page load) is answered by a read,
+        // and would write nothing anyway; it keeps the topics and the user.
         let before = seqno(&store);
+        let again = Arc::new(registration(1, None, UserChange::Keep));
+        assert!(matches!(
+            store.preview(again.clone()).await.unwrap(),
+            Saved::Stored { change: Change::Unchanged, .. }
+        ));
         assert_eq!(stored(&store, registration(1, None, UserChange::Keep)).await, (a, Change::Unchanged));
         assert_eq!(seqno(&store), before, "no durable write when nothing changed");
+        // A preview tells of a replayed token, a refusal or a creation without writing.
+        assert_eq!(
+            store.preview(Arc::new(registration(2, None, token("m", "jti-1", 100)))).await.unwrap(),
+            Saved::Replayed
+        );
+        let new = store.preview(Arc::new(registration(9, None, UserChange::Keep))).await.unwrap();
+        assert!(matches!(new, Saved::Stored { change: Change::Created, .. }));
+        assert!(store.subscription(SubscriptionId::of(&endpoint(9))).await.unwrap().is_none());
+        assert_eq!(seqno(&store), before);
         let kept = store.subscription(a).await.unwrap().unwrap();
         assert_eq!((kept.topics.len(), kept.user.as_deref()), (2, Some("alice")));
         assert_eq!(
@@ -1049,7 +1058,7 @@ mod tests {
         // Someone who knows only the endpoint cannot put in other keys, nor delete it.
         let attack =
             Registration { auth: "attacker".into(), ..registration(1, Some(&[]), UserChange::Clear) };
-        assert_eq!(store.register(attack).await.unwrap(), Saved::Refused(Refusal::Conflict));
+        assert_eq!(store.register(Arc::new(attack)).await.unwrap(), Saved::Refused(Refusal::Conflict));
         let wrong = Proof { endpoint: endpoint(1), auth: "attacker".into() };
         assert_eq!(store.remove_owned(wrong).await.unwrap(), Removal::NotOwner);
         assert_eq!(store.subscription(a).await.unwrap().unwrap().auth, "auth-1");
@@ -1059,14 +1068,17 @@ mod tests {
             replacing: Some(Proof { endpoint: endpoint(3), auth: "guess".into() }),
             ..registration(4, None, UserChange::Keep)
         };
-        assert_eq!(store.register(steal).await.unwrap(), Saved::Refused(Refusal::NotOwner));
-        assert!(!store.exists(SubscriptionId::of(&endpoint(4))).await.unwrap(), "a refusal stores nothing");
+        assert_eq!(store.register(Arc::new(steal)).await.unwrap(), Saved::Refused(Refusal::NotOwner));
+        assert!(
+            store.subscription(SubscriptionId::of(&endpoint(4))).await.unwrap().is_none(),
+            "a refusal stores nothing"
+        );
         let moved = Registration {
             replacing: Some(Proof { endpoint: endpoint(3), auth: "auth-3".into() }),
             ..registration(4, None, UserChange::Keep)
         };
         let (c, _) = stored(&store, moved).await;
-        assert!(!store.exists(b).await.unwrap());
+        assert!(store.subscription(b).await.unwrap().is_none());
         let replaced = store.subscription(c).await.unwrap().unwrap();
         assert_eq!((replaced.topics, replaced.user), (vec!["sport".to_owned()], Some("bob".to_owned())));
         assert_eq!(store.subscription_counts().await.unwrap().total, 2);
@@ -1082,7 +1094,7 @@ mod tests {
         assert_eq!(store.sweep(101).await.unwrap(), 2);
         assert_eq!(store.sweep(101).await.unwrap(), 0);
         assert_eq!(
-            store.register(registration(6, None, token("carol", "jti-2", 200))).await.unwrap(),
+            store.register(Arc::new(registration(6, None, token("carol", "jti-2", 200)))).await.unwrap(),
             Saved::Replayed
         );
         assert_eq!(store.sweep(201).await.unwrap(), 1);
@@ -1122,14 +1134,14 @@ mod tests {
                 .map(|(s, _)| (*s, if *s == b && n == 3 { Outcome::Accepted } else { failed() }))
                 .collect();
             deleted += store.record(id, outcomes, now, pruning).await.unwrap().deleted_failing;
-            let exists = store.exists(a).await.unwrap();
+            let exists = store.subscription(a).await.unwrap().is_some();
             // Three failures are not enough until the first of them is 1000 s old.
             assert_eq!(exists, now < 1010, "after send {n}");
         }
         assert_eq!(deleted, 1);
         let b_record = store.subscription(b).await.unwrap().unwrap();
         assert_eq!((b_record.failures, b_record.failing_since), (2, Some(1009)));
-        assert!(store.exists(b).await.unwrap());
+        assert!(store.subscription(b).await.unwrap().is_some());
         assert_eq!(store.subscription_counts().await.unwrap().deleted_failing, 1);
     }
 

@@ -16,7 +16,7 @@
 use super::{ApiError, Client, JsonBody, Shared};
 use crate::csrf::{self, Refusal, SESSION_COOKIE, Sessions, TOKEN_HEADER};
 use crate::ownership::{Change, Proof, Refusal as NotHeld, Registration, UserChange};
-use crate::store::{Removal, Saved, SubscriptionId};
+use crate::store::{Removal, Saved};
 use crate::subscribe::{SubscribeRequest, check_subscription, check_topics};
 use crate::{unix_now, user_token};
 use axum::Router;
@@ -137,21 +137,30 @@ async fn register(
             UserChange::Set { user: claims.sub, jti: claims.jti, expires: claims.exp }
         }
     };
-    let endpoint = request.subscription.endpoint;
-    // Only new subscriptions count against the caps: pages re-post theirs on every load.
-    if !shared.store.exists(SubscriptionId::of(&endpoint)).await.map_err(ApiError::storage)? {
-        shared.limits.new_subscription(&guard.session, guard.client)?;
-    }
-    let registration = Registration {
-        endpoint,
+    let writes_token = matches!(user, UserChange::Set { .. });
+    let registration = Arc::new(Registration {
+        endpoint: request.subscription.endpoint,
         p256dh: request.subscription.keys.p256dh,
         auth: request.subscription.keys.auth,
         topics,
         user,
         replacing,
         now: unix_now(),
+    });
+    // A read first: a refusal, or a re-post that changes nothing (pages re-post on every
+    // load), is answered from it without a write; only new subscriptions count against the
+    // caps.
+    let saved = match shared.store.preview(registration.clone()).await.map_err(ApiError::storage)? {
+        unchanged @ Saved::Stored { change: Change::Unchanged, .. } if !writes_token => unchanged,
+        Saved::Stored { change, .. } => {
+            if change == Change::Created {
+                shared.limits.new_subscription(&guard.session, guard.client)?;
+            }
+            shared.store.register(registration).await.map_err(ApiError::storage)?
+        }
+        refused => refused,
     };
-    match shared.store.register(registration).await.map_err(ApiError::storage)? {
+    match saved {
         Saved::Stored { id, record, change } => {
             let status = if change == Change::Created { StatusCode::CREATED } else { StatusCode::OK };
             let body = json!({ "id": id.to_string(), "user": record.user, "topics": record.topics });
