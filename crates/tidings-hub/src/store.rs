@@ -422,17 +422,11 @@ impl HubStore {
     /// subscription (which counts against the caps).
     pub async fn preview(&self, registration: Arc<Registration>) -> Result<Saved> {
         self.read(move |ks, snap| {
-            if let UserChange::Set { jti, .. } = &registration.user
-                && snap.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
-            {
-                return Ok(Saved::Replayed);
-            }
-            let (existing, old) = registered(ks, snap, &registration)?;
-            Ok(match plan(existing.as_ref(), old.as_ref(), &registration) {
-                Err(refusal) => Saved::Refused(refusal),
+            Ok(match decide(ks, snap, &registration)? {
                 Ok(Planned { record, change, .. }) => {
                     Saved::Stored { id: SubscriptionId::of(&record.endpoint), record, change }
                 }
+                Err(refused) => refused,
             })
         })
         .await
@@ -443,17 +437,10 @@ impl HubStore {
     /// said), and marks the user token's `jti` used. Writes nothing when nothing changes.
     pub async fn register(&self, registration: Arc<Registration>) -> Result<Saved> {
         self.write(move |ks, tx| {
-            if let UserChange::Set { jti, .. } = &registration.user
-                && tx.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
-            {
-                return Ok(Saved::Replayed);
-            }
-            let (existing, old) = registered(ks, tx, &registration)?;
-            let Planned { record, change, removes_old } =
-                match plan(existing.as_ref(), old.as_ref(), &registration) {
-                    Ok(planned) => planned,
-                    Err(refusal) => return Ok(Saved::Refused(refusal)),
-                };
+            let Planned { record, change, removes_old } = match decide(ks, tx, &registration)? {
+                Ok(planned) => planned,
+                Err(refused) => return Ok(refused),
+            };
             let id = SubscriptionId::of(&record.endpoint);
             if removes_old && let Some(proof) = &registration.replacing {
                 remove_subscription(ks, tx, SubscriptionId::of(&proof.endpoint))?;
@@ -860,18 +847,24 @@ fn insert_subscription(ks: &Keyspaces, tx: &mut Tx<'_>, id: SubscriptionId, reco
     tx.insert(&ks.subscriptions, id.0, encode(record));
 }
 
-/// The stored records a registration is about: its endpoint's, and the old endpoint's.
-fn registered(
+/// What a registration does, as read through `tx`: the record it leads to, or the answer
+/// that refuses it (a used token, or a caller who does not hold the subscription).
+fn decide(
     ks: &Keyspaces,
     tx: &impl Readable,
     registration: &Registration,
-) -> Result<(Option<Subscription>, Option<Subscription>)> {
+) -> Result<std::result::Result<Planned, Saved>> {
+    if let UserChange::Set { jti, .. } = &registration.user
+        && tx.contains_key(&ks.tokens, jti.as_bytes()).map_err(error)?
+    {
+        return Ok(Err(Saved::Replayed));
+    }
     let existing = get(tx, &ks.subscriptions, &SubscriptionId::of(&registration.endpoint).0)?;
     let old = match &registration.replacing {
         Some(proof) => get(tx, &ks.subscriptions, &SubscriptionId::of(&proof.endpoint).0)?,
         None => None,
     };
-    Ok((existing, old))
+    Ok(plan(existing.as_ref(), old.as_ref(), registration).map_err(Saved::Refused))
 }
 
 /// The subscriptions a target names now.
