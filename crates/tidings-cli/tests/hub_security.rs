@@ -166,9 +166,12 @@ async fn new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy(
     for n in 0..3 {
         assert_eq!(a.send("POST", "/api/subscriptions", &body(n)).await.status, 201);
     }
-    assert_eq!(
-        error(&a.send("POST", "/api/subscriptions", &body(3)).await),
-        (429, "too_many_subscriptions".into())
+    let capped = a.send("POST", "/api/subscriptions", &body(3)).await;
+    assert_eq!(error(&capped), (429, "too_many_subscriptions".into()));
+    let retry_after: u64 = capped.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (600..=1200).contains(&retry_after),
+        "an hourly cap of 3 frees a slot in 20 minutes: {retry_after}"
     );
     assert_eq!(a.send("POST", "/api/subscriptions", &body(0)).await.status, 200, "re-posting is not new");
     let b = Browser::open(&http, &hub.url()).await;

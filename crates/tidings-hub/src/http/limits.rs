@@ -16,8 +16,8 @@
 use super::ApiError;
 use crate::client_ip::bucket;
 use crate::config::Config;
-use governor::{DefaultKeyedRateLimiter, Quota};
-use http::StatusCode;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -31,6 +31,11 @@ pub struct Limits {
     new_by_address: DefaultKeyedRateLimiter<IpAddr>,
     login_by_address: DefaultKeyedRateLimiter<IpAddr>,
     login_by_device: DefaultKeyedRateLimiter<String>,
+}
+
+/// How long until a refused request would be let through.
+fn wait(until: &NotUntil<<DefaultClock as governor::clock::Clock>::Instant>) -> std::time::Duration {
+    until.wait_time_from(DefaultClock::default().now())
 }
 
 fn at_least_one(n: u32) -> NonZeroU32 {
@@ -56,27 +61,20 @@ impl Limits {
 
     /// Counts a browser-facing request from `client`.
     pub fn browser(&self, client: IpAddr) -> Result<(), ApiError> {
-        self.browser.check_key(&bucket(client)).map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests; try again in a second",
-            )
+        self.browser.check_key(&bucket(client)).map_err(|until| {
+            ApiError::too_many("rate_limited", "too many requests; try again in a second", wait(&until))
         })
     }
 
     /// Counts a new subscription from `session` at `client`: both allowances must have room.
     pub fn new_subscription(&self, session: &str, client: IpAddr) -> Result<(), ApiError> {
-        let refuse = |who: &str| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_subscriptions",
-                format!("this {who} registered too many new subscriptions; try again later"),
-            )
+        let refuse = |who: &str, until: NotUntil<_>| {
+            let message = format!("this {who} registered too many new subscriptions; try again later");
+            ApiError::too_many("too_many_subscriptions", message, wait(&until))
         };
         // The session first: a session over its cap does not spend its address's allowance.
-        self.new_by_session.check_key(&session.to_owned()).map_err(|_| refuse("session"))?;
-        self.new_by_address.check_key(&bucket(client)).map_err(|_| refuse("address"))
+        self.new_by_session.check_key(&session.to_owned()).map_err(|u| refuse("session", u))?;
+        self.new_by_address.check_key(&bucket(client)).map_err(|u| refuse("address", u))
     }
 
     /// Counts an admin login attempt: against the device cookie's allowance when the

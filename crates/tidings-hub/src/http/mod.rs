@@ -101,12 +101,20 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// With a 429: seconds until the limit lets the request through (`Retry-After`).
+    pub retry_after: u64,
 }
 
 impl ApiError {
     /// An error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: 1 }
+    }
+
+    /// 429 with `code`, to try again after `wait`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self { retry_after: retry_after.max(1), ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message) }
     }
 
     /// 400 with `code`.
@@ -136,7 +144,7 @@ impl IntoResponse for ApiError {
         let mut response =
             (self.status, axum::Json(json!({ "error": self.code, "message": self.message }))).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(http::header::RETRY_AFTER, self.retry_after.into());
         }
         response
     }
