@@ -1,6 +1,6 @@
 //! The hub's settings, with defaults that work on a laptop.
 
-use crate::store::Pruning;
+use crate::model::Pruning;
 use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub struct Config {
     pub demo: bool,
     /// Browser-facing requests allowed per second from one IP address (bursts of twice as many).
     pub browser_rate: u32,
-    /// Requests in flight while sending, in total.
+    /// Requests in flight for sends to topics and everyone.
     pub concurrency: usize,
     /// How long to wait for a push service's answer.
     pub push_timeout: Duration,
@@ -47,6 +47,15 @@ pub struct Config {
     pub new_per_address: u32,
     /// When subscriptions that keep failing are deleted.
     pub pruning: Pruning,
+    /// Requests in flight for sends to users and subscriptions (their own lane).
+    pub targeted_concurrency: usize,
+    /// How long one send may spend on one push service.
+    pub host_budget: Duration,
+    /// How long a dispatcher's claim on recipients holds without renewal: how soon the
+    /// recipients of a hub process that died are counted interrupted.
+    pub claim_lease: Duration,
+    /// How long requests under way get to finish when the hub stops.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -70,6 +79,10 @@ impl Config {
             new_per_session: 10,
             new_per_address: 200,
             pruning: Pruning { failures: 10, failing_for: 24 * 3600 },
+            targeted_concurrency: 64,
+            host_budget: Duration::from_secs(15 * 60),
+            claim_lease: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 

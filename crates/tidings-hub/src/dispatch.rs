@@ -1,139 +1,109 @@
-//! The dispatcher: runs queued sends, one at a time in id order, on the fan-out engine of
-//! `tidings broadcast` (per-origin pools and limits, `Retry-After`, retries with backoff).
+//! The dispatcher: sends every due send, several at once, on the fan-out engine of
+//! `tidings broadcast` (per-push-service slots and `Retry-After`, retries with backoff).
 //!
-//! Three tasks per send: a feeder claims recipients from the store (durably marked as being
-//! sent before any request leaves) and hands them to the engine; the engine sends; a
-//! collector records outcomes in batches. A window bounds the recipients claimed but not yet
-//! recorded (twice the concurrency), which is also the most a crash can leave "interrupted"
-//! (counted as failed, never sent twice; see [`crate::store`]).
+//! * **Lanes.** Sends to a user or a subscription go through their own engine (the targeted
+//!   lane), with its own request slots, so a login code never waits behind a broadcast.
+//!   Within a lane, sends share the slots fairly (waiters are served in turn).
+//! * **Claims with leases.** A send's recipients are claimed from the store in batches, for
+//!   this dispatcher ([`Owner`]) and for a lease it renews while it works, before any
+//!   request leaves. Several hub processes on one database share a large send that way, each
+//!   recipient at most once. A recipient whose lease ran out (its process died) is counted
+//!   failed ("interrupted") by whichever dispatcher notices, never sent again.
+//! * **Per push service.** Each push service (origin) has a bound on requests in flight per
+//!   lane, and each send a time budget per push service: once it is spent, that send's
+//!   remaining recipients there fail at once ("out of time"), so one dead host cannot hold a
+//!   send (or its slots) for hours.
+//! * **Draining.** On shutdown no new claim is made; recipients claimed but not started are
+//!   given back; requests under way get the grace period to finish.
+//! * **Outcomes** are recorded in batches, each recorded batch freeing room for more claims.
+//!
+//! The hub supervises it ([`Supervised`]): a dispatcher that fails is restarted with
+//! backoff, and `/health` says so meanwhile.
 
-use crate::store::{HubStore, Outcome, Pruning, Send, Status, StoreError, SubscriptionId};
+use crate::model::{Lane, Outcome, Owner, Pruning, QueuedSend, SubscriptionId};
+use crate::store::{AnyStore, Claimed, Store as _, StoreError};
 use crate::unix_now;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tidings_crypto::b64;
-use tidings_crypto::vapid::VapidSigner;
-use tidings_sender::fanout::{self, FanoutConfig, Report, Target};
-use tidings_sender::{Message, PushClient, Subscription};
-use tidings_wire::headers::{Topic, Urgency};
+use tidings_sender::fanout::{self, Bounds, Engine};
+use tidings_sender::{Message, Subscription};
 use tidings_wire::{PushSubscription, SubscriptionKeys};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-/// Outcomes recorded in one commit, at most.
+/// Outcomes recorded in one write, at most.
 const RECORD_BATCH: usize = 512;
 /// How long outcomes wait to be recorded together, at most.
 const RECORD_DELAY: Duration = Duration::from_millis(50);
-/// How often the dispatcher looks for scheduled sends that came due.
+/// How often the dispatcher looks for sends that came due (besides being woken).
 const POLL: Duration = Duration::from_secs(1);
+/// Recipients written as items per write while a send starts.
+const MATERIALIZE_CHUNK: usize = 5_000;
+/// Sends looked at per poll.
+const DUE_AT_ONCE: usize = 256;
 
-/// What the dispatcher sends with.
-#[derive(Clone)]
-pub struct Dispatcher {
-    /// The hub's database.
-    pub store: HubStore,
-    /// The pooled HTTP client.
-    pub client: PushClient,
-    /// Signs VAPID tokens (one per push service, reused).
-    pub signer: Arc<VapidSigner>,
-    /// Concurrency and retries.
-    pub fanout: FanoutConfig,
-    /// Woken when a send is queued.
-    pub wake: Arc<Notify>,
+/// How the dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
     /// When subscriptions that keep failing are deleted.
     pub pruning: Pruning,
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
+    /// How long one send may spend on one push service.
+    pub host_budget: Duration,
+    /// How long requests under way get to finish when the hub stops.
+    pub grace: Duration,
+    /// Requests in flight in the bulk lane (sends to topics and everyone).
+    pub bulk_concurrency: usize,
+    /// Requests in flight in the targeted lane (sends to users and subscriptions).
+    pub targeted_concurrency: usize,
 }
 
-impl Dispatcher {
-    /// Runs forever: recovers what a previous run left, then sends whatever is due.
-    pub async fn run(self) {
-        match self.store.recover(unix_now(), self.pruning).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                recipients = n,
-                "the hub stopped while sending: recipients whose outcome is unknown are counted as failed"
-            ),
-            Err(e) => tracing::error!(error = %e, "could not recover interrupted sends"),
-        }
-        loop {
-            match self.store.next_due(unix_now()).await {
-                Ok(Some(send)) => {
-                    if let Err(e) = self.run_send(send).await {
-                        tracing::error!(error = %e, "a send stopped; it resumes in a moment");
-                        tokio::time::sleep(POLL).await;
-                    }
-                }
-                Ok(None) => {
-                    tokio::select! {
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(POLL) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue");
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        }
-    }
+/// A lane: its engine, the room for recipients claimed but not recorded (twice the
+/// requests it may have in flight), and the claim batch.
+#[derive(Clone)]
+struct LaneState {
+    engine: Engine,
+    room: Arc<Semaphore>,
+    batch: usize,
+}
 
-    /// Sends one send to all its remaining recipients.
-    async fn run_send(&self, send: Send) -> Result<(), StoreError> {
-        let send = self.store.start_send(send.id, unix_now()).await?;
-        if send.status == Status::Done {
-            return Ok(());
-        }
-        tracing::info!(send = send.id, recipients = send.counts.pending(), "sending");
-        let message = message(&send);
-        let window = Arc::new(Semaphore::new(self.fanout.concurrency * 2));
-        let (targets, targets_rx) = mpsc::channel(self.fanout.concurrency);
-        let (results_tx, mut results) = mpsc::channel(RECORD_BATCH * 2);
-        let (_stop, stop) = watch::channel(false);
-        let engine = tokio::spawn(fanout::fanout(
-            self.client.clone(),
-            message,
-            Some(self.signer.clone()),
-            self.fanout.clone(),
-            targets_rx,
-            results_tx,
-            stop,
-        ));
-        let feeder =
-            tokio::spawn(feed(self.store.clone(), send.id, targets, window.clone(), self.fanout.concurrency));
-        let mut outcomes = Vec::with_capacity(RECORD_BATCH);
-        loop {
-            match tokio::time::timeout(RECORD_DELAY, results.recv()).await {
-                Ok(Some(report)) => {
-                    outcomes.push(outcome(report));
-                    if outcomes.len() < RECORD_BATCH {
-                        continue;
-                    }
-                }
-                Ok(None) => break,
-                Err(_) if outcomes.is_empty() => continue,
-                Err(_) => {}
-            }
-            let done = outcomes.len();
-            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now(), self.pruning)).await;
-            outcomes.clear();
-            window.add_permits(done);
-        }
-        let last =
-            persistently(|| self.store.record(send.id, outcomes.clone(), unix_now(), self.pruning)).await;
-        let _ = engine.await;
-        let _ = feeder.await;
-        tracing::info!(send = last.id, counts = ?last.counts, status = ?last.status, "send finished");
-        if last.status != Status::Done {
-            // Cannot happen while every claim and record is retried; if it does, do not spin.
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+impl LaneState {
+    fn new(engine: Engine, concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Self { engine, room: Arc::new(Semaphore::new(concurrency * 2)), batch: concurrency.min(RECORD_BATCH) }
     }
+}
+
+struct Lanes {
+    bulk: LaneState,
+    targeted: LaneState,
+}
+
+impl Lanes {
+    fn get(&self, lane: Lane) -> &LaneState {
+        match lane {
+            Lane::Bulk => &self.bulk,
+            Lane::Targeted => &self.targeted,
+        }
+    }
+}
+
+/// What the dispatcher sends with.
+pub struct Dispatcher {
+    store: AnyStore,
+    lanes: Lanes,
+    config: DispatchConfig,
+    wake: Arc<Notify>,
+    owner: Owner,
 }
 
 /// Runs a storage operation until it succeeds, waiting longer after each failure (up to 30
 /// s): a send in progress must neither lose track of recipients it claimed nor give up on
-/// them while storage is failing (a full disk, say).
+/// them while storage is failing (a full disk, a database restarting).
 async fn persistently<T, F: Future<Output = Result<T, StoreError>>>(mut operation: impl FnMut() -> F) -> T {
     let mut wait = Duration::from_millis(100);
     loop {
@@ -148,54 +118,253 @@ async fn persistently<T, F: Future<Output = Result<T, StoreError>>>(mut operatio
     }
 }
 
-/// Claims recipients and hands them to the engine, keeping at most the window's size
-/// claimed but not recorded. Storage failures are retried, so every claimed recipient
-/// reaches the engine (and gets an outcome recorded).
-async fn feed(
-    store: HubStore,
-    send: u64,
-    targets: mpsc::Sender<Target>,
-    window: Arc<Semaphore>,
-    batch: usize,
-) {
-    let (mut cursor, mut index) = (None, 0);
-    loop {
-        let Ok(permits) = window.acquire_many(batch as u32).await else { return };
-        permits.forget();
-        let claimed = persistently(|| store.claim(send, cursor, batch)).await;
-        window.add_permits(batch - claimed.len());
-        let Some((last, _)) = claimed.last() else { return };
-        cursor = Some(*last);
-        for (id, record) in claimed {
-            index += 1;
-            let subscription = match record {
-                Some(record) => Subscription::from_json(&PushSubscription {
-                    endpoint: record.endpoint,
-                    expiration_time: None,
-                    keys: SubscriptionKeys { p256dh: record.p256dh, auth: record.auth },
-                })
-                .map_err(|e| e.to_string()),
-                None => Err("unsubscribed after the send started".to_owned()),
+fn lease_until(lease: Duration) -> u64 {
+    unix_now() + lease.as_secs().max(1)
+}
+
+impl Dispatcher {
+    /// A dispatcher sending with `engine` settings for each lane (`bulk` and `targeted`
+    /// engines), for a new owner.
+    pub fn new(
+        store: AnyStore,
+        bulk: Engine,
+        targeted: Engine,
+        config: DispatchConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let lanes = Lanes {
+            bulk: LaneState::new(bulk, config.bulk_concurrency),
+            targeted: LaneState::new(targeted, config.targeted_concurrency),
+        };
+        Self { store, lanes, config, wake, owner: Owner::random() }
+    }
+
+    /// Sends whatever is due until `stop` turns true, then drains (see the module).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let pruning = self.config.pruning;
+        if self.store.exclusive() {
+            // Only this process uses the store: every claim left is a dead process's.
+            match persistently(|| self.store.recover(u64::MAX, unix_now(), pruning)).await {
+                0 => {}
+                n => tracing::warn!(
+                    recipients = n,
+                    "the hub stopped while sending: recipients whose outcome is unknown are counted as failed"
+                ),
+            }
+        }
+        let keeper = tokio::spawn(self.clone().keep_leases());
+        let mut running: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+        loop {
+            running.retain(|_, task| !task.is_finished());
+            match self.store.due_sends(unix_now(), DUE_AT_ONCE).await {
+                Ok(due) => {
+                    for send in due {
+                        if let std::collections::hash_map::Entry::Vacant(entry) = running.entry(send.id) {
+                            entry.insert(tokio::spawn(self.clone().run_send(send, stop.clone())));
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the queue"),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        // Draining: the send tasks stop claiming and give back what they have not started;
+        // requests under way get the grace period.
+        let deadline = Instant::now() + self.config.grace;
+        for (id, task) in running {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!(
+                    send = id,
+                    "requests still under way after the grace period: left to their lease"
+                );
+            }
+        }
+        keeper.abort();
+    }
+
+    /// Renews this dispatcher's leases while it runs, and (with a shared store) counts the
+    /// claims of dispatchers whose lease ran out as interrupted.
+    async fn keep_leases(self: Arc<Self>) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(200));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.store.renew(self.owner, lease_until(self.config.lease)).await {
+                tracing::error!(error = %e, "cannot renew the dispatcher's leases");
+            }
+            if !self.store.exclusive() {
+                let now = unix_now();
+                match self.store.recover(now, now, self.config.pruning).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        recipients = n,
+                        "another hub stopped while sending: recipients whose outcome is unknown are counted as failed"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot recover interrupted sends"),
+                }
+            }
+        }
+    }
+
+    /// Sends one send's recipients that this dispatcher can claim.
+    async fn run_send(self: Arc<Self>, send: QueuedSend, stop: watch::Receiver<bool>) {
+        let id = send.id;
+        let LaneState { engine, room, batch } = self.lanes.get(send.target.lane()).clone();
+        let message = Arc::new(message(&send));
+        let budgets = Arc::new(Budgets::new(self.config.host_budget));
+        let (results, outcomes) = mpsc::channel(RECORD_BATCH * 2);
+        let recorder = tokio::spawn(self.clone().record(id, outcomes, room.clone()));
+        let mut requests = JoinSet::new();
+        let mut send = send;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if !send.materialized {
+                send = persistently(|| self.store.materialize(id, unix_now(), MATERIALIZE_CHUNK)).await;
+            }
+            let mut stopping = stop.clone();
+            let permits = tokio::select! {
+                permits = room.clone().acquire_many_owned(batch as u32) => permits.expect("never closed"),
+                _ = stopping.wait_for(|stopped| *stopped) => break,
             };
-            if targets.send(Target { index, id: Some(id.to_string()), subscription }).await.is_err() {
-                return;
+            permits.forget();
+            let claimed =
+                persistently(|| self.store.claim(id, self.owner, lease_until(self.config.lease), batch))
+                    .await;
+            room.add_permits(batch - claimed.len());
+            if claimed.is_empty() {
+                if send.materialized {
+                    break;
+                }
+                continue;
+            }
+            for (sub, record) in claimed {
+                let (engine, message, budgets, results, stop) =
+                    (engine.clone(), message.clone(), budgets.clone(), results.clone(), stop.clone());
+                requests.spawn(async move {
+                    let outcome = deliver(&engine, &message, &budgets, (sub, record), stop).await;
+                    match outcome {
+                        Some(outcome) => {
+                            let _ = results.send((sub, outcome)).await;
+                            None
+                        }
+                        None => Some(sub),
+                    }
+                });
+            }
+            while requests.try_join_next().is_some() {}
+        }
+        drop(results);
+        let mut unstarted = Vec::new();
+        while let Some(done) = requests.join_next().await {
+            if let Ok(Some(sub)) = done {
+                unstarted.push(sub);
+            }
+        }
+        if !unstarted.is_empty() {
+            // Claimed, never sent: for the next start, or another hub.
+            room.add_permits(unstarted.len());
+            let count = unstarted.len();
+            persistently(|| self.store.release(id, self.owner, unstarted.clone())).await;
+            tracing::info!(
+                send = id,
+                recipients = count,
+                "stopping: recipients not yet sent are queued again"
+            );
+        }
+        match recorder.await {
+            Ok(Some(last)) if last.status == crate::model::SendStatus::Done => {
+                tracing::info!(send = id, counts = ?last.counts, "send finished")
+            }
+            _ => {}
+        }
+    }
+
+    /// Records outcomes in batches until the channel closes; each batch recorded makes room
+    /// for as many claims. Returns the send as last recorded.
+    async fn record(
+        self: Arc<Self>,
+        id: u64,
+        mut outcomes: mpsc::Receiver<(SubscriptionId, Outcome)>,
+        room: Arc<Semaphore>,
+    ) -> Option<QueuedSend> {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        let mut last = None;
+        loop {
+            let closed = match tokio::time::timeout(RECORD_DELAY, outcomes.recv()).await {
+                Ok(Some(outcome)) => {
+                    batch.push(outcome);
+                    if batch.len() < RECORD_BATCH {
+                        continue;
+                    }
+                    false
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if !batch.is_empty() {
+                let n = batch.len();
+                let pruning = self.config.pruning;
+                last = Some(persistently(|| self.store.record(id, batch.clone(), unix_now(), pruning)).await);
+                batch.clear();
+                room.add_permits(n);
+            }
+            if closed {
+                return last;
             }
         }
     }
 }
 
-/// The message a send describes (its fields were checked when it was queued).
-fn message(send: &Send) -> Message {
-    let mut message = Message::new(b64::decode(&send.payload).unwrap_or_default());
-    message.ttl = send.ttl;
-    message.urgency = send.urgency.as_deref().and_then(|u| u.parse::<Urgency>().ok());
-    message.topic = send.topic.as_deref().and_then(|t| t.parse::<Topic>().ok());
-    message
+/// When each push service's time budget of one send ends: its first request there, plus
+/// the budget.
+struct Budgets {
+    budget: Duration,
+    ends: Mutex<HashMap<String, Instant>>,
 }
 
-fn outcome(report: Report) -> (SubscriptionId, Outcome) {
-    let id = report.id.as_deref().and_then(SubscriptionId::parse).unwrap_or(SubscriptionId([0; 16]));
-    let outcome = match report.outcome {
+impl Budgets {
+    fn new(budget: Duration) -> Self {
+        Self { budget, ends: Mutex::default() }
+    }
+
+    fn deadline(&self, audience: &str) -> Instant {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        *ends.entry(audience.to_owned()).or_insert_with(|| Instant::now() + self.budget)
+    }
+}
+
+/// Sends to one claimed recipient; its outcome, or `None` if the dispatcher stopped before
+/// its first request started.
+async fn deliver(
+    engine: &Engine,
+    message: &Message,
+    budgets: &Budgets,
+    (_, record): Claimed,
+    stop: watch::Receiver<bool>,
+) -> Option<Outcome> {
+    let Some(record) = record else {
+        return Some(Outcome::Rejected {
+            status: None,
+            reason: "unsubscribed after the send started".into(),
+        });
+    };
+    let subscription = PushSubscription {
+        endpoint: record.endpoint,
+        expiration_time: None,
+        keys: SubscriptionKeys { p256dh: record.p256dh, auth: record.auth },
+    };
+    let subscription = match Subscription::from_json(&subscription) {
+        Ok(subscription) => subscription,
+        Err(e) => return Some(Outcome::Rejected { status: None, reason: e.to_string() }),
+    };
+    let bounds = Bounds { deadline: Some(budgets.deadline(subscription.audience())), stop: Some(stop) };
+    let sent = engine.send(message, &subscription, &bounds).await?;
+    Some(match sent.outcome {
         fanout::Outcome::Accepted => Outcome::Accepted,
         fanout::Outcome::Gone { .. } => Outcome::Gone,
         fanout::Outcome::Rejected { status, message, .. } => Outcome::Rejected {
@@ -204,6 +373,75 @@ fn outcome(report: Report) -> (SubscriptionId, Outcome) {
         },
         fanout::Outcome::Failed { status, reason } => Outcome::Failed { status, reason },
         fanout::Outcome::Invalid { reason } => Outcome::Rejected { status: None, reason },
-    };
-    (id, outcome)
+    })
+}
+
+/// The message a send describes.
+fn message(send: &QueuedSend) -> Message {
+    let mut message = Message::new(send.content.payload.clone());
+    message.ttl = send.content.ttl;
+    message.urgency = send.content.urgency;
+    message.topic = send.content.topic.clone();
+    message
+}
+
+/// The state of the supervised dispatcher, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatcherState {
+    /// Sending.
+    Running,
+    /// It failed and is being restarted.
+    Restarting {
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// The dispatcher under supervision: restarted with backoff when it fails.
+pub struct Supervised {
+    state: Mutex<DispatcherState>,
+}
+
+impl Supervised {
+    /// Supervision for a dispatcher not started yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { state: Mutex::new(DispatcherState::Running) })
+    }
+
+    /// Its state now.
+    pub fn state(&self) -> DispatcherState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, state: DispatcherState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// Runs `dispatcher` until `stop` and its drain end, restarting it (after 1 s, doubling
+    /// to a minute) when it panics.
+    pub fn run(
+        self: &Arc<Self>,
+        dispatcher: Dispatcher,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let dispatcher = Arc::new(dispatcher);
+        let watched = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let run = tokio::spawn(dispatcher.clone().run(stop.clone()));
+                match run.await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        let reason = if e.is_panic() { "it panicked".to_owned() } else { e.to_string() };
+                        tracing::error!(reason, "the dispatcher failed; restarting in {backoff:?}");
+                        watched.set(DispatcherState::Restarting { reason });
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        watched.set(DispatcherState::Running);
+                    }
+                }
+            }
+        })
+    }
 }

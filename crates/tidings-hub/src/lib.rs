@@ -30,6 +30,7 @@ pub mod config;
 pub mod csrf;
 pub mod dispatch;
 pub mod http;
+pub mod model;
 pub mod notification;
 pub mod ownership;
 pub mod secrets;

@@ -18,7 +18,7 @@
 //! stored ones (`user_token: null` removes the user). When nothing changes, nothing is
 //! written. Everything here is pure: records in, a record out.
 
-use crate::store::Subscription;
+use crate::model::Subscription;
 use aws_lc_rs::constant_time;
 
 /// What a registration does to the user binding.

@@ -3,19 +3,20 @@
 use crate::api_keys::KeyRing;
 use crate::config::Config;
 use crate::csrf::Sessions;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{DispatchConfig, Dispatcher, Supervised};
 use crate::http::limits::Limits;
 use crate::http::{Shared, router};
 use crate::secrets;
-use crate::store::HubStore;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{AnyStore, Store as _};
 use crate::unix_now;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_crypto::vapid::VapidSigner;
-use tidings_sender::{ClientConfig, FanoutConfig, PushClient};
+use tidings_sender::{ClientConfig, Engine, FanoutConfig, PushClient};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,9 @@ impl Hub {
     /// listener. `admin_secret` overrides the admin secret file.
     pub async fn bind(config: Config, admin_secret: Option<String>) -> Result<Self, StartError> {
         let secrets = secrets::load(&config.data_dir, admin_secret)?;
-        let store = HubStore::open(&config.data_dir.join("db"))?;
+        let embedded = EmbeddedStore::open(&config.data_dir.join("db"))?;
+        embedded.upgrade().await?;
+        let store = AnyStore::Embedded(embedded);
         let api_keys = KeyRing::open(config.data_dir.join("api-keys")).map_err(StartError::ApiKeys)?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
@@ -60,19 +63,31 @@ impl Hub {
             resolver: config.resolver.clone(),
             ..ClientConfig::default()
         });
-        let fanout = FanoutConfig {
-            concurrency: config.concurrency,
-            per_origin: config.concurrency.div_ceil(2).max(1),
-            ..FanoutConfig::default()
+        // A push service gets at most half of a lane's requests, so that one slow service
+        // leaves room for the others.
+        let lane = |concurrency: usize| {
+            let config = FanoutConfig {
+                concurrency,
+                per_origin: concurrency.div_ceil(2).max(1),
+                ..FanoutConfig::default()
+            };
+            Engine::new(client.clone(), Some(signer.clone()), config)
         };
-        let dispatcher = Dispatcher {
-            store: store.clone(),
-            client,
-            signer,
-            fanout,
-            wake: wake.clone(),
+        let dispatch = DispatchConfig {
             pruning: config.pruning,
+            lease: config.claim_lease,
+            host_budget: config.host_budget,
+            grace: config.shutdown_grace,
+            bulk_concurrency: config.concurrency,
+            targeted_concurrency: config.targeted_concurrency,
         };
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            lane(config.concurrency),
+            lane(config.targeted_concurrency),
+            dispatch,
+            wake.clone(),
+        );
         let sessions = Sessions::new(&secrets.session, config.is_https());
         let shared = Arc::new(Shared {
             limits: Limits::new(&config),
@@ -86,6 +101,7 @@ impl Hub {
             api_keys,
             wake,
             store,
+            dispatcher: Supervised::new(),
             config,
         });
         Ok(Self { shared, dispatcher, listener })
@@ -96,15 +112,22 @@ impl Hub {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes. Queued sends survive a stop: the next start
-    /// resumes them.
+    /// Serves until `shutdown` completes, then drains: no new claims, requests under way get
+    /// the grace period, recipients not sent stay queued for the next start (or another hub).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { shared, dispatcher, listener } = self;
-        let dispatching = tokio::spawn(dispatcher.run());
+        let shared_grace = shared.config.shutdown_grace;
+        let (stop, stopping) = watch::channel(false);
+        let dispatching = shared.dispatcher.run(dispatcher, stopping);
         let chores = tokio::spawn(chores(shared.clone()));
         let app = router(shared.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-        dispatching.abort();
+        let stop_dispatching = async move {
+            shutdown.await;
+            tracing::info!("stopping: sends under way get {:?} to finish", shared_grace);
+            let _ = stop.send(true);
+        };
+        let served = axum::serve(listener, app).with_graceful_shutdown(stop_dispatching).await;
+        let _ = dispatching.await;
         chores.abort();
         if let Err(e) = shared.api_keys.save_usage() {
             tracing::warn!(error = %e, "could not note when the API keys were last used");

@@ -11,12 +11,18 @@
 //! origin only, for as long as it asks, then its requests are retried; 5xx answers and
 //! network errors are retried with backoff a few times; 4xx answers are final. Every
 //! subscription ends in exactly one [`Outcome`], reported on the results channel.
+//!
+//! [`Engine`] is the part that sends to one subscription within those limits; [`fanout`]
+//! drives it over a stream of subscriptions (`tidings broadcast`), and the hub drives one
+//! engine per lane over all its sends, with a time budget per push service and a stop
+//! signal for draining ([`Bounds`]).
 
 use crate::client::PushClient;
 use crate::outcome::Verdict;
 use crate::request::{Message, duplicate, prepare};
 use crate::subscription::Subscription;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tidings_crypto::vapid::VapidSigner;
@@ -149,27 +155,178 @@ impl Origin {
     }
 }
 
+/// The engine: a client, a signer, the limits, and per-push-service state (request slots,
+/// pauses asked for with `Retry-After`), shared by everything sent through it: one
+/// broadcast, or every send of a hub lane. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
 struct Shared {
     client: PushClient,
-    message: Message,
     signer: Option<Arc<VapidSigner>>,
     config: FanoutConfig,
     in_flight: Semaphore,
     origins: Mutex<HashMap<String, Arc<Origin>>>,
 }
 
-impl Shared {
+/// What bounds one subscription's sending besides the engine's limits.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// No attempt starts after this; the subscription then ends `Failed` ("out of time").
+    pub deadline: Option<Instant>,
+    /// Turns true to give up a subscription whose first request has not started yet.
+    pub stop: Option<watch::Receiver<bool>>,
+}
+
+/// How one subscription ended, and how many requests it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Requests made for it.
+    pub attempts: u32,
+}
+
+impl Engine {
+    /// An engine sending with `client`, signing with `signer` (VAPID), within `config`.
+    pub fn new(client: PushClient, signer: Option<Arc<VapidSigner>>, config: FanoutConfig) -> Self {
+        let in_flight = Semaphore::new(config.concurrency);
+        Self { shared: Arc::new(Shared { client, signer, config, in_flight, origins: Mutex::default() }) }
+    }
+
     fn origin(&self, audience: &str) -> Arc<Origin> {
-        let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = &self.shared;
+        let mut origins = shared.origins.lock().unwrap_or_else(|p| p.into_inner());
         origins
             .entry(audience.to_owned())
             .or_insert_with(|| {
                 Arc::new(Origin {
-                    slots: Semaphore::new(self.config.per_origin),
+                    slots: Semaphore::new(shared.config.per_origin),
                     paused_until: Mutex::new(None),
                 })
             })
             .clone()
+    }
+
+    /// Sends `message` to `subscription`: encrypts, signs, and retries what is worth
+    /// retrying, within the engine's limits and `bounds`. `None` when `bounds.stop` turned
+    /// true before the first request started (nothing was sent).
+    pub async fn send(
+        &self,
+        message: &Message,
+        subscription: &Subscription,
+        bounds: &Bounds,
+    ) -> Option<Sent> {
+        let shared = &self.shared;
+        let done = |outcome, attempts| Some(Sent { outcome, attempts });
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let request = match prepare(subscription, message, shared.signer.as_deref(), now) {
+            Ok(request) => request,
+            Err(e) => return done(Outcome::Invalid { reason: e.to_string() }, 0),
+        };
+        let origin = self.origin(subscription.audience());
+        let mut attempts = 0;
+        let mut last_status = None;
+        loop {
+            let answer = {
+                let ready = async {
+                    origin.wait_if_paused().await;
+                    let origin_slot = origin.slots.acquire().await.expect("never closed");
+                    let slot = shared.in_flight.acquire().await.expect("never closed");
+                    (origin_slot, slot)
+                };
+                let (_origin_slot, _slot) = match bounded(ready, bounds, attempts == 0).await {
+                    Wait::Ready(slots) => slots,
+                    Wait::Stopped => return None,
+                    Wait::OutOfTime => {
+                        let reason =
+                            "out of time: the send's time budget for this push service is spent".into();
+                        return done(Outcome::Failed { status: last_status, reason }, attempts);
+                    }
+                };
+                attempts += 1;
+                shared.client.send(duplicate(&request)).await
+            };
+            let last = attempts >= shared.config.max_attempts;
+            let backoff = shared.config.backoff.saturating_mul(1 << (attempts - 1).min(10));
+            match answer {
+                Ok(response) => match response.verdict {
+                    Verdict::Accepted => return done(Outcome::Accepted, attempts),
+                    Verdict::Gone => {
+                        return done(Outcome::Gone { status: response.status.as_u16() }, attempts);
+                    }
+                    Verdict::Rejected => {
+                        let error = response.error.unwrap_or_default();
+                        let outcome = Outcome::Rejected {
+                            status: response.status.as_u16(),
+                            errno: error.errno,
+                            message: error.message,
+                        };
+                        return done(outcome, attempts);
+                    }
+                    Verdict::RetryLater => {
+                        last_status = Some(response.status.as_u16());
+                        if last {
+                            let reason = response.explanation().to_owned();
+                            return done(Outcome::Failed { status: last_status, reason }, attempts);
+                        }
+                        // The service said how long to wait: the whole origin waits; otherwise
+                        // only this request backs off.
+                        match response.retry_after {
+                            Some(delay) => origin.pause(delay.min(shared.config.max_retry_after)),
+                            None if response.status == 429 => origin.pause(backoff),
+                            None => tokio::time::sleep(backoff).await,
+                        }
+                    }
+                },
+                Err(crate::client::SendError::Refused(refused)) => {
+                    return done(Outcome::Invalid { reason: format!("not sent: {refused}") }, attempts);
+                }
+                Err(e) => {
+                    if last {
+                        return done(Outcome::Failed { status: None, reason: e.to_string() }, attempts);
+                    }
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+}
+
+/// How waiting for a request slot ended.
+enum Wait<T> {
+    Ready(T),
+    Stopped,
+    OutOfTime,
+}
+
+/// Waits for `ready`, unless the deadline passes first, or (before the first attempt,
+/// `first`) the stop signal comes.
+async fn bounded<T>(ready: impl Future<Output = T>, bounds: &Bounds, first: bool) -> Wait<T> {
+    let deadline = async {
+        match bounds.deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = async {
+        match bounds.stop.clone() {
+            Some(mut stop) if first => {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    if bounds.deadline.is_some_and(|d| d <= Instant::now()) {
+        return Wait::OutOfTime;
+    }
+    tokio::select! {
+        biased;
+        () = stop => Wait::Stopped,
+        () = deadline => Wait::OutOfTime,
+        ready = ready => Wait::Ready(ready),
     }
 }
 
@@ -188,14 +345,8 @@ pub async fn fanout(
     // Tasks waiting on a paused origin hold no request slot, so they are bounded apart, at a
     // multiple of the concurrency that keeps memory small.
     let admitted = Arc::new(Semaphore::new(config.concurrency * 8));
-    let shared = Arc::new(Shared {
-        in_flight: Semaphore::new(config.concurrency),
-        client,
-        message,
-        signer,
-        config,
-        origins: Mutex::default(),
-    });
+    let engine = Engine::new(client, signer, config);
+    let message = Arc::new(message);
     let mut tasks = JoinSet::new();
     let mut started = 0;
     loop {
@@ -209,9 +360,9 @@ pub async fn fanout(
         };
         let Ok(permit) = admitted.clone().acquire_owned().await else { break };
         started += 1;
-        let (shared, results) = (shared.clone(), results.clone());
+        let (engine, message, results) = (engine.clone(), message.clone(), results.clone());
         tasks.spawn(async move {
-            let result = send_one(&shared, target).await;
+            let result = send_one(&engine, &message, target).await;
             let _ = results.send(result).await;
             drop(permit);
         });
@@ -221,7 +372,7 @@ pub async fn fanout(
     started
 }
 
-async fn send_one(shared: &Shared, target: Target) -> Report {
+async fn send_one(engine: &Engine, message: &Message, target: Target) -> Report {
     let Target { index, id, subscription } = target;
     let subscription = match subscription {
         Ok(subscription) => subscription,
@@ -230,64 +381,7 @@ async fn send_one(shared: &Shared, target: Target) -> Report {
         }
     };
     let endpoint = Some(tidings_wire::endpoint::mask(&subscription.endpoint().to_string()));
-    let done =
-        |outcome, attempts| Report { index, id: id.clone(), endpoint: endpoint.clone(), outcome, attempts };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let request = match prepare(&subscription, &shared.message, shared.signer.as_deref(), now) {
-        Ok(request) => request,
-        Err(e) => return done(Outcome::Invalid { reason: e.to_string() }, 0),
-    };
-    let origin = shared.origin(subscription.audience());
-    let mut attempts = 0;
-    loop {
-        origin.wait_if_paused().await;
-        let answer = {
-            let _origin_slot = origin.slots.acquire().await.expect("never closed");
-            let _slot = shared.in_flight.acquire().await.expect("never closed");
-            attempts += 1;
-            shared.client.send(duplicate(&request)).await
-        };
-        let last = attempts >= shared.config.max_attempts;
-        let backoff = shared.config.backoff.saturating_mul(1 << (attempts - 1).min(10));
-        match answer {
-            Ok(response) => match response.verdict {
-                Verdict::Accepted => return done(Outcome::Accepted, attempts),
-                Verdict::Gone => return done(Outcome::Gone { status: response.status.as_u16() }, attempts),
-                Verdict::Rejected => {
-                    let error = response.error.unwrap_or_default();
-                    let outcome = Outcome::Rejected {
-                        status: response.status.as_u16(),
-                        errno: error.errno,
-                        message: error.message,
-                    };
-                    return done(outcome, attempts);
-                }
-                Verdict::RetryLater => {
-                    if last {
-                        let reason = response.explanation().to_owned();
-                        return done(
-                            Outcome::Failed { status: Some(response.status.as_u16()), reason },
-                            attempts,
-                        );
-                    }
-                    // The service said how long to wait: the whole origin waits; otherwise
-                    // only this request backs off.
-                    match response.retry_after {
-                        Some(delay) => origin.pause(delay.min(shared.config.max_retry_after)),
-                        None if response.status == 429 => origin.pause(backoff),
-                        None => tokio::time::sleep(backoff).await,
-                    }
-                }
-            },
-            Err(crate::client::SendError::Refused(refused)) => {
-                return done(Outcome::Invalid { reason: format!("not sent: {refused}") }, attempts);
-            }
-            Err(e) => {
-                if last {
-                    return done(Outcome::Failed { status: None, reason: e.to_string() }, attempts);
-                }
-                tokio::time::sleep(backoff).await;
-            }
-        }
-    }
+    let Sent { outcome, attempts } =
+        engine.send(message, &subscription, &Bounds::default()).await.expect("no stop signal: always sent");
+    Report { index, id, endpoint, outcome, attempts }
 }

@@ -33,7 +33,7 @@ pub mod subscription;
 
 pub use client::{ClientConfig, PushClient, SendError};
 pub use connect::{ConnectPolicy, PushHosts};
-pub use fanout::{FanoutConfig, Outcome, Target, fanout};
+pub use fanout::{Bounds, Engine, FanoutConfig, Outcome, Sent, Target, fanout};
 pub use outcome::{Response, ServiceError, Verdict};
 pub use request::{Message, PrepareError, duplicate, prepare};
 pub use subscription::{Subscription, SubscriptionError};

@@ -31,13 +31,13 @@
 //! Routing (which node holds a uaid) is kept in memory: an embedded store serves one node,
 //! and connections do not outlive the process.
 
+use crate::group_commit::{self, Tx};
 use crate::{Channel, Message, MessageId, Result, Saved, Store, StoreError};
-use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
+use fjall::{KeyspaceCreateOptions, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tidings_wire::{ChannelId, Uaid};
-use tokio::sync::{mpsc, oneshot};
 
 pub mod record;
 
@@ -77,16 +77,10 @@ enum Value {
     Count(usize),
 }
 
-/// A write and where its answer goes once it is durable.
-struct Op {
-    request: Request,
-    reply: oneshot::Sender<Result<Value>>,
-}
-
 /// The embedded store. Cheap to share: clone the `Arc` it lives in.
 pub struct EmbeddedStore {
     keyspaces: Arc<Keyspaces>,
-    writer: mpsc::Sender<Op>,
+    writer: group_commit::Writer<Applier>,
     routes: Mutex<HashMap<Uaid, String>>,
 }
 
@@ -108,20 +102,20 @@ impl EmbeddedStore {
             Some(bytes) => record::u64_at(&bytes, 0).ok_or_else(|| StoreError("corrupt next_id".into()))?,
             None => 1,
         };
-        let (writer, queue) = mpsc::channel(MAX_BATCH * 16);
-        let writer_keyspaces = keyspaces.clone();
-        std::thread::Builder::new()
-            .name("tidings-store-writer".into())
-            .spawn(move || Writer { ks: writer_keyspaces, next_id }.run(queue))
-            .map_err(error)?;
+        let applier = Applier { next_id, first_id: next_id };
+        let writer = group_commit::Writer::spawn(
+            "tidings-store-writer",
+            keyspaces.clone(),
+            applier,
+            MAX_BATCH,
+            MAX_BATCH * 16,
+        )
+        .map_err(error)?;
         Ok(Self { keyspaces, writer, routes: Mutex::default() })
     }
 
     async fn write(&self, request: Request) -> Result<Value> {
-        let stopped = || StoreError("the store's writer has stopped".into());
-        let (reply, answer) = oneshot::channel();
-        self.writer.send(Op { request, reply }).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.writer.write(request).await
     }
 
     async fn read<T: Send + 'static>(
@@ -148,20 +142,6 @@ pub fn open_database(dir: &Path, owner: &str) -> Result<SingleWriterTxDatabase> 
         }
         e => StoreError(format!("cannot open the database in {}: {e}", dir.display())),
     })
-}
-
-/// Waits for the first item of the next batch, then takes whatever else is already waiting,
-/// up to `max`: the group in group commit. `false` once the queue has closed.
-pub fn next_batch<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) -> bool {
-    let Some(first) = queue.blocking_recv() else { return false };
-    batch.push(first);
-    while batch.len() < max {
-        match queue.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(_) => break,
-        }
-    }
-    true
 }
 
 fn bool_of(value: Value) -> Result<bool> {
@@ -274,70 +254,44 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// The writer thread's state.
-struct Writer {
-    ks: Arc<Keyspaces>,
+/// The writer thread's state: the next message id, and where the batch under way began
+/// (restored when it is rolled back).
+struct Applier {
     next_id: MessageId,
+    first_id: MessageId,
 }
 
-type Tx<'a> = fjall::SingleWriterWriteTx<'a>;
+impl group_commit::Apply for Applier {
+    type Keyspaces = Keyspaces;
+    type Op = Request;
+    type Value = Value;
+    type Error = StoreError;
 
-impl Writer {
-    fn run(mut self, mut queue: mpsc::Receiver<Op>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while next_batch(&mut queue, &mut batch, MAX_BATCH) {
-            self.commit(&mut batch);
-        }
-    }
-
-    /// Applies a batch in one transaction and answers every operation once it is durable.
-    /// An operation that fails is answered with its error and the rest are applied again
-    /// without it; a failed commit fails them all.
-    fn commit(&mut self, batch: &mut Vec<Op>) {
-        let ks = self.ks.clone();
-        while !batch.is_empty() {
-            let first_id = self.next_id;
-            let mut tx = ks.db.write_tx().durability(Some(PersistMode::SyncAll));
-            let mut values = Vec::with_capacity(batch.len());
-            let mut failed = None;
-            for (i, op) in batch.iter().enumerate() {
-                match self.apply(&ks, &mut tx, &op.request) {
-                    Ok(value) => values.push(value),
-                    Err(e) => {
-                        failed = Some((i, e));
-                        break;
-                    }
-                }
-            }
-            if let Some((i, e)) = failed {
-                tx.rollback();
-                self.next_id = first_id;
-                tracing::error!(error = %e, "a storage operation failed");
-                let _ = batch.remove(i).reply.send(Err(e));
-                continue;
-            }
-            if self.next_id != first_id {
-                tx.insert(&ks.meta, b"next_id".as_slice(), self.next_id.to_be_bytes().as_slice());
-            }
-            match tx.commit() {
-                Ok(()) => {
-                    for (op, value) in batch.drain(..).zip(values) {
-                        let _ = op.reply.send(Ok(value));
-                    }
-                }
-                Err(e) => {
-                    self.next_id = first_id;
-                    let e = error(e);
-                    tracing::error!(error = %e, "a storage commit failed");
-                    for op in batch.drain(..) {
-                        let _ = op.reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
+    fn database(ks: &Keyspaces) -> &SingleWriterTxDatabase {
+        &ks.db
     }
 
     fn apply(&mut self, ks: &Keyspaces, tx: &mut Tx<'_>, request: &Request) -> Result<Value> {
+        self.apply_request(ks, tx, request)
+    }
+
+    fn begin(&mut self) {
+        self.first_id = self.next_id;
+    }
+
+    fn before_commit(&mut self, ks: &Keyspaces, tx: &mut Tx<'_>) {
+        if self.next_id != self.first_id {
+            tx.insert(&ks.meta, b"next_id".as_slice(), self.next_id.to_be_bytes().as_slice());
+        }
+    }
+
+    fn rolled_back(&mut self) {
+        self.next_id = self.first_id;
+    }
+}
+
+impl Applier {
+    fn apply_request(&mut self, ks: &Keyspaces, tx: &mut Tx<'_>, request: &Request) -> Result<Value> {
         match *request {
             Request::AddUser(uaid, now) => {
                 let existed = tx.contains_key(&ks.users, uaid.0).map_err(error)?;

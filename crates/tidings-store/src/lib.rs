@@ -5,6 +5,8 @@
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
 //!   with group commit (see the module for the choice and its reasons).
 //! * [`redis`]: a shared Redis (or Valkey), for several nodes.
+//! * [`group_commit`]: the writer thread of an embedded store, committing concurrent writes
+//!   together (also used by the hub's embedded store).
 //! * [`secret_file`]: writing key files that only their owner can read.
 //! * [`conformance`]: the test suite every backend must pass (feature `conformance`).
 //!
@@ -13,6 +15,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+pub mod group_commit;
 pub mod redis;
 pub mod secret_file;
 
@@ -77,6 +80,18 @@ pub enum Saved {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("storage: {0}")]
 pub struct StoreError(pub String);
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<group_commit::Stopped> for StoreError {
+    fn from(e: group_commit::Stopped) -> Self {
+        Self(e.to_string())
+    }
+}
 
 /// Storage results.
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -118,9 +118,24 @@ struct HubServeArgs {
     /// Trust these PEM CA certificates for push services too (a private tidings serve).
     #[arg(long, env = "TIDINGS_HUB_CA_FILE", value_name = "FILE")]
     ca_file: Option<PathBuf>,
-    /// Requests in flight while sending [default: 256].
+    /// Requests in flight for sends to topics and everyone [default: 256].
     #[arg(long, env = "TIDINGS_HUB_CONCURRENCY", value_name = "N")]
     concurrency: Option<usize>,
+    /// Requests in flight for sends to users and subscriptions, which never wait behind
+    /// the others [default: 64].
+    #[arg(long, env = "TIDINGS_HUB_TARGETED_CONCURRENCY", value_name = "N")]
+    targeted_concurrency: Option<usize>,
+    /// How long one send may spend on one push service; its recipients there fail after it
+    /// [default: 15m].
+    #[arg(long, env = "TIDINGS_HUB_HOST_BUDGET", value_name = "DURATION")]
+    host_budget: Option<humantime::Duration>,
+    /// How long a hub's claim on recipients holds without renewal: how soon the recipients of
+    /// a hub process that died are counted interrupted [default: 60s].
+    #[arg(long, env = "TIDINGS_HUB_CLAIM_LEASE", value_name = "DURATION")]
+    claim_lease: Option<humantime::Duration>,
+    /// On SIGTERM, how long requests under way get to finish [default: 30s].
+    #[arg(long, env = "TIDINGS_HUB_SHUTDOWN_GRACE", value_name = "DURATION")]
+    shutdown_grace: Option<humantime::Duration>,
     /// Browser-facing requests per second allowed from one address [default: 20].
     #[arg(long, env = "TIDINGS_HUB_BROWSER_RATE", value_name = "N")]
     browser_rate: Option<u32>,
@@ -170,6 +185,10 @@ struct FileConfig {
     vapid_subject: Option<String>,
     ca_file: Option<PathBuf>,
     concurrency: Option<usize>,
+    targeted_concurrency: Option<usize>,
+    host_budget: Option<String>,
+    claim_lease: Option<String>,
+    shutdown_grace: Option<String>,
     browser_rate: Option<u32>,
     new_subscriptions_per_session: Option<u32>,
     new_subscriptions_per_address: Option<u32>,
@@ -262,6 +281,18 @@ pub fn run(args: HubArgs) -> Result<Code> {
     }
 }
 
+/// A duration from a flag (or its environment variable), else from the file.
+fn duration(flag: Option<humantime::Duration>, file: Option<String>, name: &str) -> Result<Option<Duration>> {
+    match (flag, file) {
+        (Some(given), _) => Ok(Some(given.into())),
+        (None, Some(text)) => Ok(Some(
+            humantime::parse_duration(&text)
+                .with_context(|| format!("{name}: {text:?} is not a duration"))?,
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 fn read_file(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -310,16 +341,22 @@ fn serve(args: HubServeArgs) -> Result<Code> {
     if let Some(n) = args.delete_after_failures.or(file.delete_after_failures) {
         config.pruning.failures = n.max(1);
     }
-    let failing_for = match (args.delete_after_failing_for, file.delete_after_failing_for) {
-        (Some(given), _) => Some(Duration::from(given)),
-        (None, Some(text)) => Some(
-            humantime::parse_duration(&text)
-                .with_context(|| format!("delete_after_failing_for: {text:?}"))?,
-        ),
-        (None, None) => None,
-    };
-    if let Some(d) = failing_for {
+    if let Some(d) =
+        duration(args.delete_after_failing_for, file.delete_after_failing_for, "delete_after_failing_for")?
+    {
         config.pruning.failing_for = d.as_secs();
+    }
+    if let Some(n) = args.targeted_concurrency.or(file.targeted_concurrency) {
+        config.targeted_concurrency = n.clamp(1, 10_000);
+    }
+    if let Some(d) = duration(args.host_budget, file.host_budget, "host_budget")? {
+        config.host_budget = d.max(Duration::from_secs(1));
+    }
+    if let Some(d) = duration(args.claim_lease, file.claim_lease, "claim_lease")? {
+        config.claim_lease = d.max(Duration::from_secs(3));
+    }
+    if let Some(d) = duration(args.shutdown_grace, file.shutdown_grace, "shutdown_grace")? {
+        config.shutdown_grace = d;
     }
     config.data_dir = data_dir(args.data_dir.or(file.data_dir));
     config.static_dir = args.static_dir.or(file.static_dir);

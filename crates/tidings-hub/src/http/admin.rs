@@ -11,8 +11,10 @@
 use super::{ADMIN_CSP, Client, Shared};
 use crate::csrf::{self, ADMIN_COOKIE, ADMIN_SESSION_SECONDS, DEVICE_COOKIE, Sessions};
 use crate::http::rest::{SendRequest, build_send};
+use crate::http::wire::TargetJson;
+use crate::model::{AdminSession, QueuedSend, SendStatus, Target};
 use crate::notification::Notification;
-use crate::store::{AdminSession, Send, Status, StoreError, Target};
+use crate::store::{Store as _, StoreError};
 use crate::unix_now;
 use aws_lc_rs::constant_time;
 use axum::Form;
@@ -137,16 +139,25 @@ fn describe_target(target: &Target) -> String {
         Target::Everyone => "everyone".into(),
         Target::Topic(t) => format!("topic {t}"),
         Target::User(u) => format!("user {u}"),
-        Target::Subscription(s) => format!("subscription {}…", s.get(..8).unwrap_or(s)),
+        Target::Subscription(s) => format!("subscription {}…", &s.to_string()[..8]),
     }
 }
 
-fn send_row(send: &Send) -> String {
+/// A send's row: its counts, and while it runs a progress bar (outcomes of the recipients
+/// known so far; "…" while they are still being found).
+fn send_row(send: &QueuedSend) -> String {
+    let c = &send.counts;
     let status = match send.status {
-        Status::Scheduled => "scheduled",
-        Status::Queued => "queued",
-        Status::Running => "running",
-        Status::Done => "done",
+        SendStatus::Running => {
+            let done = c.queued - c.pending();
+            let known = if send.materialized { "" } else { "…" };
+            format!(
+                "running <progress max={} value={done}></progress> {done}/{}{known}",
+                c.queued.max(1),
+                c.queued
+            )
+        }
+        other => other.name().to_owned(),
     };
     let errors: String = send
         .errors
@@ -154,7 +165,6 @@ fn send_row(send: &Send) -> String {
         .take(3)
         .map(|e| format!("<div class=error><code>{}</code> {}</div>", escape(&e.endpoint), escape(&e.reason)))
         .collect();
-    let c = &send.counts;
     format!(
         "<tr><td>{}</td><td>{}</td><td>{status}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
          <td class=num>{}</td><td class=num>{}</td><td>{errors}</td></tr>",
@@ -348,8 +358,8 @@ async fn send(
         Err(e) => return unavailable(&e),
     }
     let to = match form.to.strip_prefix("topic:") {
-        Some(topic) => Target::Topic(topic.to_owned()),
-        None => Target::Everyone,
+        Some(topic) => TargetJson::Topic(topic.to_owned()),
+        None => TargetJson::Everyone,
     };
     let notification = Notification {
         title: form.title,
@@ -371,10 +381,10 @@ async fn send(
             );
         }
     };
-    match shared.store.create_send(send).await {
-        Ok(id) => {
+    match shared.store.create_send(send, None).await {
+        Ok(created) => {
             shared.wake.notify_one();
-            tracing::info!(send = id, "test notification queued from the admin page");
+            tracing::info!(send = created.send.id, "test notification queued from the admin page");
             Redirect::to("/admin").into_response()
         }
         Err(e) => unavailable(&e),

@@ -8,6 +8,7 @@
 //! | `DELETE /api/subscriptions` | forgets a subscription, by endpoint and `auth` |
 //! | `POST /api/subscriptions/replace` | swaps an old subscription for a new one, with the old one's `auth` |
 //! | `POST /api/notification-events` | the kit's report of a notification closed unread |
+//! | `GET /health` | whether the store answers and the dispatcher runs (503 with the reason if not) |
 //!
 //! The state-changing ones pass [`crate::csrf`]'s checks and a per-address rate limit
 //! before anything else, then the input checks of [`crate::subscribe`], then the ownership
@@ -15,8 +16,9 @@
 
 use super::{ApiError, Client, JsonBody, Shared};
 use crate::csrf::{self, Refusal, SESSION_COOKIE, Sessions, TOKEN_HEADER};
+use crate::dispatch::DispatcherState;
 use crate::ownership::{Change, Proof, Refusal as NotHeld, Registration, UserChange};
-use crate::store::{Removal, Saved};
+use crate::store::{Removal, Saved, Store as _};
 use crate::subscribe::{SubscribeRequest, check_subscription, check_topics};
 use crate::{unix_now, user_token};
 use axum::Router;
@@ -37,6 +39,26 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/api/subscriptions", post(subscribe).delete(unsubscribe))
         .route("/api/subscriptions/replace", post(replace))
         .route("/api/notification-events", post(notification_event))
+        .route("/health", get(health))
+}
+
+/// Whether the hub can do its work: the store answers and the dispatcher runs. 503 with the
+/// reason otherwise, for a load balancer or an operator.
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let store = shared.store.ready().await.err().map(|e| e.to_string());
+    let dispatcher = match shared.dispatcher.state() {
+        DispatcherState::Running => None,
+        DispatcherState::Restarting { reason } => {
+            Some(format!("the dispatcher failed ({reason}) and is restarting"))
+        }
+    };
+    let body = json!({
+        "status": if store.is_none() && dispatcher.is_none() { "ok" } else { "failing" },
+        "store": store.as_deref().unwrap_or("ok"),
+        "dispatcher": dispatcher.as_deref().unwrap_or("running"),
+    });
+    let status = if body["status"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 fn header(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {

@@ -7,8 +7,9 @@
 use super::browser::Guarded;
 use super::{ApiError, JsonBody, Shared};
 use crate::http::rest::{SendRequest, build_send};
+use crate::http::wire::TargetJson;
 use crate::notification::Notification;
-use crate::store::Target;
+use crate::store::Store as _;
 use crate::unix_now;
 use axum::Router;
 use axum::extract::State;
@@ -93,10 +94,10 @@ async fn post(
         ttl: Some(3600),
         urgency: Some("normal".into()),
         topic: Some("chat".into()),
-        ..SendRequest::notification(Target::Topic("chat".into()), notification)
+        ..SendRequest::notification(TargetJson::Topic("chat".into()), notification)
     };
     let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
-    shared.store.create_send(send).await.map_err(ApiError::storage)?;
+    shared.store.create_send(send, None).await.map_err(ApiError::storage)?;
     shared.wake.notify_one();
     room.next = message.id;
     room.messages.push(message.clone());

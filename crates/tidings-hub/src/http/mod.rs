@@ -7,6 +7,7 @@
 //! * [`kit`]: the PWA kit at `/tidings/`, and the demo app at `/` with `--demo`
 //!   ([`demo`] is its chat API).
 //! * [`limits`]: the rate limits, keyed per client address, session or admin device.
+//! * [`wire`]: the REST API's JSON shapes.
 //!
 //! Every error is JSON, `{"error": "<code>", "message": "<what to do>"}` (HTML on the admin
 //! page), unknown routes and wrong methods under `/api/` included, and no error changes
@@ -21,11 +22,12 @@ pub mod demo;
 pub mod kit;
 pub mod limits;
 pub mod rest;
+pub mod wire;
 
 use crate::api_keys::KeyRing;
 use crate::config::Config;
 use crate::csrf::Sessions;
-use crate::store::HubStore;
+use crate::store::AnyStore;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
@@ -45,7 +47,7 @@ pub struct Shared {
     /// The settings.
     pub config: Config,
     /// The database.
-    pub store: HubStore,
+    pub store: AnyStore,
     /// Browser sessions, CSRF tokens and admin logins.
     pub sessions: Sessions,
     /// The VAPID public key (the `applicationServerKey`), base64url.
@@ -62,6 +64,8 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// The rate limits.
     pub limits: limits::Limits,
+    /// The dispatcher's state, for `/health`.
+    pub dispatcher: Arc<crate::dispatch::Supervised>,
     /// Notifications the kit reported closed without a click, since start.
     pub closed: std::sync::atomic::AtomicU64,
     /// The demo's chat room (with `--demo`). Held across the queueing of a message, so that
@@ -101,7 +105,7 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
-    /// With a 429: seconds until the limit lets the request through (`Retry-After`).
+    /// With a 429 or 503: seconds to wait before trying again (`Retry-After`).
     pub retry_after: u64,
 }
 
@@ -132,10 +136,13 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    /// 503 for a storage failure (logged, not shown).
+    /// 503 for a storage failure (logged, not shown), with `Retry-After`.
     pub fn storage(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "storage failed");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is failing; try again later")
+        Self {
+            retry_after: 5,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is failing; try again later")
+        }
     }
 }
 
@@ -143,7 +150,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status, axum::Json(json!({ "error": self.code, "message": self.message }))).into_response();
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        if matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
             response.headers_mut().insert(http::header::RETRY_AFTER, self.retry_after.into());
         }
         response

@@ -10,9 +10,11 @@
 //! | `GET /api/v1/subscriptions` | subscriptions (endpoints masked), a page at a time |
 //! | `DELETE /api/v1/subscriptions/{id}` | forgets a subscription |
 
+use super::wire::{self, TargetJson};
 use super::{ApiError, JsonBody, Shared};
+use crate::model::{Content, IdempotencyKey, NewSend, SubscriptionId};
 use crate::notification::{self, Notification};
-use crate::store::{Counts, Send, Status, SubscriptionId, Target};
+use crate::store::Store as _;
 use crate::unix_now;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -92,7 +94,7 @@ pub enum When {
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// `{"subscription": id}`, `{"user": ...}`, `{"topic": ...}` or `"everyone"`.
-    pub to: Target,
+    pub to: TargetJson,
     /// A notification, sent in the Declarative Web Push format.
     pub notification: Option<Notification>,
     /// With a notification: the app badge.
@@ -115,7 +117,7 @@ pub struct SendRequest {
 
 impl SendRequest {
     /// A request to send `notification` to `to`, with every other choice left to its default.
-    pub fn notification(to: Target, notification: Notification) -> Self {
+    pub fn notification(to: TargetJson, notification: Notification) -> Self {
         Self {
             to,
             notification: Some(notification),
@@ -132,7 +134,7 @@ impl SendRequest {
 }
 
 /// Checks a send request and makes the send to queue.
-pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Result<Send, ApiError> {
+pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Result<NewSend, ApiError> {
     let payload = match (request.notification, request.payload, request.text) {
         (Some(n), None, None) => {
             notification::payload(n, request.app_badge, request.mutable, default_navigate)
@@ -152,21 +154,19 @@ pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Res
             format!("the payload is {} bytes; Web Push carries at most {limit}", payload.len()),
         ));
     }
-    if let Some(urgency) = &request.urgency {
-        urgency.parse::<Urgency>().map_err(|e| ApiError::bad("bad_urgency", e.to_string()))?;
-    }
-    if let Some(topic) = &request.topic {
-        topic.parse::<Topic>().map_err(|e| ApiError::bad("bad_topic", e.to_string()))?;
-    }
-    match &request.to {
-        Target::Subscription(id) if SubscriptionId::parse(id).is_none() => {
-            return Err(ApiError::bad("bad_target", "a subscription id is 32 hex digits"));
-        }
-        Target::User(name) | Target::Topic(name) if name.is_empty() || name.len() > 256 => {
-            return Err(ApiError::bad("bad_target", "a user or topic is 1 to 256 characters"));
-        }
-        _ => {}
-    }
+    let urgency = request
+        .urgency
+        .as_deref()
+        .map(str::parse::<Urgency>)
+        .transpose()
+        .map_err(|e| ApiError::bad("bad_urgency", e.to_string()))?;
+    let topic = request
+        .topic
+        .as_deref()
+        .map(str::parse::<Topic>)
+        .transpose()
+        .map_err(|e| ApiError::bad("bad_topic", e.to_string()))?;
+    let target = request.to.target()?;
     let send_at = match request.send_at {
         None => now,
         Some(When::Seconds(s)) => s,
@@ -176,61 +176,52 @@ pub fn build_send(request: SendRequest, default_navigate: &str, now: u64) -> Res
             .map(|d| d.as_secs())
             .ok_or_else(|| ApiError::bad("bad_send_at", "send_at is unix seconds or an RFC 3339 time"))?,
     };
-    Ok(Send {
-        id: 0,
-        target: request.to,
-        payload: b64::encode(&payload),
-        ttl: request.ttl.unwrap_or(DEFAULT_TTL),
-        urgency: request.urgency,
-        topic: request.topic,
-        created_at: now,
-        send_at,
-        status: if send_at > now { Status::Scheduled } else { Status::Queued },
-        counts: Counts::default(),
-        errors: Vec::new(),
-        finished_at: None,
-        deleted_failing: 0,
-    })
+    let content = Content { payload, ttl: request.ttl.unwrap_or(DEFAULT_TTL), urgency, topic };
+    Ok(NewSend { target, content, created_at: now, send_at })
 }
 
-/// A send as the API shows it (without the payload).
-pub fn describe(send: &Send) -> serde_json::Value {
-    json!({
-        "id": send.id,
-        "to": send.target,
-        "status": send.status,
-        "created_at": send.created_at,
-        "send_at": send.send_at,
-        "finished_at": send.finished_at,
-        "counts": {
-            "queued": send.counts.queued,
-            "pending": send.counts.pending(),
-            "accepted": send.counts.accepted,
-            "gone": send.counts.gone,
-            "rejected": send.counts.rejected,
-            "failed": send.counts.failed,
-        },
-        "deleted_failing": send.deleted_failing,
-        "errors": send.errors,
-    })
-}
+/// How long an `Idempotency-Key` of `POST /api/v1/sends` is remembered.
+pub const IDEMPOTENCY_SECONDS: u64 = 24 * 3600;
 
 async fn create_send(
     State(shared): State<Arc<Shared>>,
     ApiKey(key): ApiKey,
+    headers: http::HeaderMap,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let send = build_send(request, &format!("{}/", shared.config.public_url), unix_now())?;
-    let id = shared.store.create_send(send.clone()).await.map_err(ApiError::storage)?;
-    shared.wake.notify_one();
-    tracing::info!(send = id, key, to = ?send.target, "send queued");
-    let send = Send { id, ..send };
-    Ok((
+    let now = unix_now();
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+                ApiError::bad(
+                    "bad_idempotency_key",
+                    "an Idempotency-Key is 1 to 255 visible ASCII characters",
+                )
+            })?;
+            // Keys are the callers': one API key's cannot meet another's.
+            Some(IdempotencyKey { key: format!("{key}\0{text}"), expires: now + IDEMPOTENCY_SECONDS })
+        }
+    };
+    let send = build_send(request, &format!("{}/", shared.config.public_url), now)?;
+    let created = shared.store.create_send(send, idempotency).await.map_err(ApiError::storage)?;
+    let id = created.send.id;
+    if created.replayed {
+        tracing::info!(send = id, key, "send request repeated with its Idempotency-Key: not queued again");
+    } else {
+        shared.wake.notify_one();
+        tracing::info!(send = id, key, to = ?created.send.target, "send queued");
+    }
+    let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/v1/sends/{id}"))],
-        axum::Json(describe(&send)),
+        axum::Json(wire::send(&created.send)),
     )
-        .into_response())
+        .into_response();
+    if created.replayed {
+        response.headers_mut().insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -247,7 +238,7 @@ async fn list_sends(
     let page = page(query)?;
     let sends =
         shared.store.recent_sends(page.limit.unwrap_or(20).min(100)).await.map_err(ApiError::storage)?;
-    Ok(axum::Json(json!({ "sends": sends.iter().map(describe).collect::<Vec<_>>() })).into_response())
+    Ok(axum::Json(json!({ "sends": sends.iter().map(wire::send).collect::<Vec<_>>() })).into_response())
 }
 
 async fn get_send(
@@ -257,7 +248,8 @@ async fn get_send(
 ) -> Result<Response, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::bad("bad_id", "a send id is a number"))?;
     let send = shared.store.send(id).await.map_err(ApiError::storage)?;
-    send.map(|s| axum::Json(describe(&s)).into_response()).ok_or_else(|| ApiError::not_found("no such send"))
+    send.map(|s| axum::Json(wire::send(&s)).into_response())
+        .ok_or_else(|| ApiError::not_found("no such send"))
 }
 
 async fn topics(State(shared): State<Arc<Shared>>, _: ApiKey) -> Result<Response, ApiError> {
@@ -282,22 +274,7 @@ async fn subscriptions(
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let found = shared.store.subscriptions(after, limit).await.map_err(ApiError::storage)?;
     let next = (found.len() == limit).then(|| found.last().map(|(id, _)| id.to_string())).flatten();
-    let items: Vec<_> = found
-        .into_iter()
-        .map(|(id, s)| {
-            json!({
-                "id": id.to_string(),
-                "endpoint": tidings_wire::endpoint::mask(&s.endpoint),
-                "user": s.user,
-                "topics": s.topics,
-                "created_at": s.created_at,
-                "failures": s.failures,
-                "flagged": s.flagged(),
-                "failing_since": s.failing_since,
-                "last_error": s.last_error,
-            })
-        })
-        .collect();
+    let items: Vec<_> = found.iter().map(|(id, s)| wire::subscription(*id, s)).collect();
     Ok(axum::Json(json!({ "subscriptions": items, "next": next })).into_response())
 }
 
@@ -319,7 +296,9 @@ async fn remove_subscription(
 mod tests {
     use super::*;
 
-    fn request(json: serde_json::Value) -> Result<Send, ApiError> {
+    use crate::model::{QueuedSend, SendStatus, Target};
+
+    fn request(json: serde_json::Value) -> Result<NewSend, ApiError> {
         let request: SendRequest =
             serde_json::from_value(json).map_err(|e| ApiError::bad("bad_json", e.to_string()))?;
         build_send(request, "https://app.example/", 1000)
@@ -328,19 +307,19 @@ mod tests {
     #[test]
     fn targets_and_payloads() {
         let send = request(json!({"to": "everyone", "text": "hi"})).unwrap();
-        assert_eq!((send.target, b64::decode(&send.payload).unwrap()), (Target::Everyone, b"hi".to_vec()));
+        assert_eq!((send.target, send.content.payload), (Target::Everyone, b"hi".to_vec()));
         let send = request(json!({"to": {"topic": "news"}, "notification": {"title": "T"}, "app_badge": 2}))
             .unwrap();
         assert_eq!(send.target, Target::Topic("news".into()));
-        let payload: serde_json::Value =
-            serde_json::from_slice(&b64::decode(&send.payload).unwrap()).unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(&send.content.payload).unwrap();
         assert_eq!(payload["web_push"], 8030);
         assert_eq!(payload["notification"]["navigate"], "https://app.example/");
         assert_eq!(payload["app_badge"], 2);
-        assert_eq!(send.ttl, DEFAULT_TTL);
-        assert_eq!(send.status, Status::Queued);
+        assert_eq!(send.content.ttl, DEFAULT_TTL);
+        assert_eq!(QueuedSend::new(1, send).status, SendStatus::Queued);
         let later = request(json!({"to": {"user": "u"}, "send_at": "2026-11-21T12:00:00Z"})).unwrap();
-        assert_eq!((later.send_at, later.status), (1_795_262_400, Status::Scheduled));
+        assert_eq!(later.send_at, 1_795_262_400);
+        assert_eq!(QueuedSend::new(2, later).status, SendStatus::Scheduled);
     }
 
     #[test]

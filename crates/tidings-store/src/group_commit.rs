@@ -1,0 +1,170 @@
+//! Group commit on a fjall database: one writer thread takes every write waiting (up to a
+//! batch), applies them in one transaction and makes it durable with one fsync, then
+//! answers each. Concurrent writers share fsyncs, which is what makes a durable write per
+//! request affordable. The push service's embedded store and the hub's embedded store both
+//! write through it; what an operation does is theirs ([`Apply`]).
+//!
+//! A failing operation is answered with its error and the batch is applied again without
+//! it; a failed commit fails every operation of the batch.
+
+use fjall::{PersistMode, SingleWriterTxDatabase};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A write transaction of the writer thread.
+pub type Tx<'a> = fjall::SingleWriterWriteTx<'a>;
+
+/// The writer has stopped (its thread ended, or the database was closed): a store turns
+/// this into its own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the database's writer has stopped")]
+pub struct Stopped;
+
+/// What a store's writer does with its operations.
+pub trait Apply: Send + 'static {
+    /// The store's keyspaces, database included, shared with its readers.
+    type Keyspaces: Send + Sync + 'static;
+    /// An operation.
+    type Op: Send + 'static;
+    /// What an operation answers.
+    type Value: Send + 'static;
+    /// The store's error.
+    type Error: Clone + std::fmt::Display + Send + 'static + From<fjall::Error> + From<Stopped>;
+
+    /// The database the keyspaces are in.
+    fn database(keyspaces: &Self::Keyspaces) -> &SingleWriterTxDatabase;
+
+    /// Called when a batch's transaction begins (again, after a rollback).
+    fn begin(&mut self) {}
+
+    /// Applies one operation inside the batch's transaction. It may run more than once for
+    /// the same operation (when another of the batch fails), so it must only read and write
+    /// through `tx` and state that [`Apply::rolled_back`] restores.
+    fn apply(
+        &mut self,
+        keyspaces: &Self::Keyspaces,
+        tx: &mut Tx<'_>,
+        op: &Self::Op,
+    ) -> Result<Self::Value, Self::Error>;
+
+    /// Called once every operation of a batch applied, before the commit.
+    fn before_commit(&mut self, _keyspaces: &Self::Keyspaces, _tx: &mut Tx<'_>) {}
+
+    /// Called when a batch's transaction is dropped (an operation failed, or the commit did).
+    fn rolled_back(&mut self) {}
+}
+
+/// An operation and where its answer goes once it is durable.
+struct Job<A: Apply> {
+    op: A::Op,
+    reply: oneshot::Sender<Result<A::Value, A::Error>>,
+}
+
+/// The sending side of a writer thread. Cheap to clone.
+pub struct Writer<A: Apply> {
+    queue: mpsc::Sender<Job<A>>,
+}
+
+impl<A: Apply> Clone for Writer<A> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone() }
+    }
+}
+
+impl<A: Apply> Writer<A> {
+    /// Starts the writer thread `name`, committing batches of up to `max_batch` operations;
+    /// up to `queue` more wait. It ends when every `Writer` is dropped.
+    pub fn spawn(
+        name: &str,
+        keyspaces: Arc<A::Keyspaces>,
+        applier: A,
+        max_batch: usize,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel(queue);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run::<A>(&keyspaces, applier, receiver, max_batch))?;
+        Ok(Self { queue: sender })
+    }
+
+    /// Applies `op` in the next group commit and answers once it is durable.
+    pub async fn write(&self, op: A::Op) -> Result<A::Value, A::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Job { op, reply }).await.map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)?
+    }
+
+    /// Whether the writer thread has ended.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+}
+
+/// Waits for the first item of the next batch, then takes whatever else is already waiting,
+/// up to `max`: the group in group commit. `false` once the queue has closed.
+fn next_batch<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) -> bool {
+    let Some(first) = queue.blocking_recv() else { return false };
+    batch.push(first);
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
+fn run<A: Apply>(
+    keyspaces: &A::Keyspaces,
+    mut applier: A,
+    mut queue: mpsc::Receiver<Job<A>>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while next_batch(&mut queue, &mut batch, max_batch) {
+        commit(keyspaces, &mut applier, &mut batch);
+    }
+}
+
+/// Applies a batch in one transaction and answers every operation once it is durable.
+fn commit<A: Apply>(keyspaces: &A::Keyspaces, applier: &mut A, batch: &mut Vec<Job<A>>) {
+    while !batch.is_empty() {
+        let mut tx = A::database(keyspaces).write_tx().durability(Some(PersistMode::SyncAll));
+        applier.begin();
+        let mut values = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for (i, job) in batch.iter().enumerate() {
+            match applier.apply(keyspaces, &mut tx, &job.op) {
+                Ok(value) => values.push(value),
+                Err(e) => {
+                    failed = Some((i, e));
+                    break;
+                }
+            }
+        }
+        if let Some((i, e)) = failed {
+            tx.rollback();
+            applier.rolled_back();
+            tracing::error!(error = %e, "a storage operation failed");
+            let _ = batch.remove(i).reply.send(Err(e));
+            continue;
+        }
+        applier.before_commit(keyspaces, &mut tx);
+        match tx.commit() {
+            Ok(()) => {
+                for (job, value) in batch.drain(..).zip(values) {
+                    let _ = job.reply.send(Ok(value));
+                }
+            }
+            Err(e) => {
+                applier.rolled_back();
+                let e = A::Error::from(e);
+                tracing::error!(error = %e, "a storage commit failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
