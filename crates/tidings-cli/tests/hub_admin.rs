@@ -6,16 +6,15 @@
 mod common;
 
 use common::UserAgent;
-use common::hub::{Browser, Http, HubProcess, Sink};
+use common::hub::{Backend, Browser, Http, HubProcess, Sink};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 use tidings_crypto::webpush::ReceivedEncoding;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_page_logs_in_and_sends_a_test_notification_in_chromium() {
+async fn admin_page_logs_in_and_sends_a_test_notification_in_chromium(backend: Backend) {
     let sink = Sink::start(Duration::ZERO).await;
-    let hub = HubProcess::start(&[]);
+    let hub = HubProcess::start_on(backend, &[]);
     let http = Http::new();
     let browser = Browser::open(&http, &hub.url()).await;
     let ua = UserAgent::new();
@@ -50,3 +49,5 @@ async fn admin_page_logs_in_and_sends_a_test_notification_in_chromium() {
     assert_eq!(message["notification"]["title"], "From the admin page");
     assert_eq!(message["notification"]["body"], "sent from the admin page");
 }
+
+on_both_stores!(admin_page_logs_in_and_sends_a_test_notification_in_chromium);

@@ -10,7 +10,7 @@
 mod common;
 
 use common::UserAgent;
-use common::hub::{Answer, Browser, Http, HubProcess, Sink, subscriptions, user_token, wait_done};
+use common::hub::{Answer, Backend, Browser, Http, HubProcess, Sink, subscriptions, user_token, wait_done};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tidings_crypto::webpush::ReceivedEncoding;
@@ -27,10 +27,9 @@ async fn send(http: &Http, hub: &HubProcess, key: &str, body: Value) -> Value {
     wait_done(http, &hub.url(), key, queued.json()["id"].as_u64().unwrap(), Duration::from_secs(20)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_browser_holding_a_subscription_can_change_it() {
+async fn only_the_browser_holding_a_subscription_can_change_it(backend: Backend) {
     let sink = Sink::start(Duration::ZERO).await;
-    let hub = HubProcess::start(&[]);
+    let hub = HubProcess::start_on(backend, &[]);
     let key = hub.api_key();
     let http = Http::new();
     let secret = hub.user_token_secret();
@@ -116,11 +115,11 @@ async fn only_the_browser_holding_a_subscription_can_change_it() {
     assert_eq!(answer.status, 204);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_into_private_networks_or_off_the_allow_list_are_refused() {
+async fn endpoints_into_private_networks_or_off_the_allow_list_are_refused(backend: Backend) {
     // A hub on the public internet (its public URL is not loopback).
     let public = "https://app.example";
-    let hub = HubProcess::start(&["--public-url", public, "--push-hosts", "known,push.example.com"]);
+    let hub =
+        HubProcess::start_on(backend, &["--public-url", public, "--push-hosts", "known,push.example.com"]);
     let http = Http::new();
     let ua = UserAgent::new();
     let page = Browser::open_from(&http, &hub.url(), public, &[]).await;
@@ -154,14 +153,15 @@ async fn endpoints_into_private_networks_or_off_the_allow_list_are_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy() {
+async fn new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy(backend: Backend) {
     let http = Http::new();
     let ua = UserAgent::new();
     let body = |n: usize| json!({ "subscription": ua.subscription(&format!("http://127.0.0.1:9/push/{n}")) });
     // Without --trusted-proxy, X-Forwarded-For is the client's own claim and changes nothing.
-    let hub =
-        HubProcess::start(&["--new-subscriptions-per-session", "3", "--new-subscriptions-per-address", "5"]);
+    let hub = HubProcess::start_on(
+        backend,
+        &["--new-subscriptions-per-session", "3", "--new-subscriptions-per-address", "5"],
+    );
     let a = Browser::open(&http, &hub.url()).await;
     for n in 0..3 {
         assert_eq!(a.send("POST", "/api/subscriptions", &body(n)).await.status, 201);
@@ -184,14 +184,17 @@ async fn new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy(
     assert_eq!(error(&answer), (429, "too_many_subscriptions".into()), "the address's cap");
 
     // Behind a trusted proxy, each client has its own allowance; IPv6 clients per /64.
-    let hub = HubProcess::start(&[
-        "--new-subscriptions-per-session",
-        "100",
-        "--new-subscriptions-per-address",
-        "2",
-        "--trusted-proxy",
-        "127.0.0.1/32",
-    ]);
+    let hub = HubProcess::start_on(
+        backend,
+        &[
+            "--new-subscriptions-per-session",
+            "100",
+            "--new-subscriptions-per-address",
+            "2",
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
     let page = Browser::open(&http, &hub.url()).await;
     let mut n = 100;
     let mut from = |client: &'static str| {
@@ -211,10 +214,10 @@ async fn new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy(
     assert_eq!(from("2001:db8:1:3::1").await, 201);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_that_keep_failing_are_deleted() {
+async fn subscriptions_that_keep_failing_are_deleted(backend: Backend) {
     let sink = Sink::start(Duration::ZERO).await;
-    let hub = HubProcess::start(&["--delete-after-failures", "2", "--delete-after-failing-for", "0s"]);
+    let hub =
+        HubProcess::start_on(backend, &["--delete-after-failures", "2", "--delete-after-failing-for", "0s"]);
     let key = hub.api_key();
     let http = Http::new();
     let ua = UserAgent::new();
@@ -262,9 +265,8 @@ fn form_token(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_logins_end_everywhere_and_an_attacker_cannot_lock_the_admin_out() {
-    let mut hub = HubProcess::start(&[]);
+async fn admin_logins_end_everywhere_and_an_attacker_cannot_lock_the_admin_out(backend: Backend) {
+    let mut hub = HubProcess::start_on(backend, &[]);
     let (http, url, secret) = (Http::new(), hub.url(), hub.admin_secret());
     let login = admin_login(&http, &url, &secret, "").await;
     assert_eq!(login.status, 303);
@@ -305,29 +307,22 @@ async fn admin_logins_end_everywhere_and_an_attacker_cannot_lock_the_admin_out()
     let other = set_cookie(&again, "tidings_admin");
     assert!(admin_page(&http, &url, &other).await.body.contains("Recent sends"));
     hub.kill9();
-    std::fs::write(hub.data_dir.join("admin-secret"), "a completely new admin secret\n").unwrap();
+    hub.set_admin_secret("a completely new admin secret");
     hub.restart();
     assert!(admin_page(&http, &url, &other).await.body.contains("Log in"), "the old secret's logins ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_api_keys_stop_working_and_list_shows_last_use() {
-    let mut hub = HubProcess::start(&[]);
+async fn revoked_api_keys_stop_working_and_list_shows_last_use(backend: Backend) {
+    let mut hub = HubProcess::start_on(backend, &[]);
     let key = hub.api_key();
     let http = Http::new();
     let auth = format!("Bearer {key}");
     let topics = format!("{}/api/v1/topics", hub.url());
     assert_eq!(http.call("GET", &topics, &[("authorization", &auth)], None).await.status, 200);
-    let data_dir = hub.data_dir.to_str().unwrap().to_owned();
-    let list = || {
-        let out =
-            common::tidings().args(["hub", "api-key", "list", "--data-dir", &data_dir]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let list = |hub: &HubProcess| hub.subcommand(&["api-key", "list"]);
     // The hub notes the use when it stops (and once a minute while it runs).
     assert!(hub.terminate().success());
-    let listed = list();
+    let listed = list(&hub);
     let line = listed.lines().find(|l| l.contains("\ttest\t")).unwrap_or_else(|| panic!("{listed}"));
     let last_used = line.rsplit('\t').next().unwrap();
     assert!(humantime::parse_rfc3339(last_used).is_ok(), "a time, not \"never\": {line}");
@@ -335,18 +330,15 @@ async fn revoked_api_keys_stop_working_and_list_shows_last_use() {
     hub.restart();
     assert_eq!(http.call("GET", &topics, &[("authorization", &auth)], None).await.status, 200);
     let id = line.split('\t').next().unwrap();
-    let out =
-        common::tidings().args(["hub", "api-key", "revoke", id, "--data-dir", &data_dir]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    hub.subcommand(&["api-key", "revoke", id]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let answer = http.call("GET", &topics, &[("authorization", &auth)], None).await;
     assert_eq!(error(&answer), (401, "unauthorized".into()), "the running hub refuses the revoked key");
-    assert!(!list().contains("\ttest\t"));
+    assert!(!list(&hub).contains("\ttest\t"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_are_hardened_and_api_errors_are_json() {
-    let hub = HubProcess::start(&["--demo"]);
+async fn pages_are_hardened_and_api_errors_are_json(backend: Backend) {
+    let hub = HubProcess::start_on(backend, &["--demo"]);
     let (http, url) = (Http::new(), hub.url());
     for path in ["/admin", "/"] {
         let answer = http.call("GET", &format!("{url}{path}"), &[], None).await;
@@ -428,3 +420,13 @@ fn a_public_url_that_is_not_an_origin_stops_the_start() {
         assert!(stderr.contains(expected), "{url}: {stderr}");
     }
 }
+
+on_both_stores!(
+    only_the_browser_holding_a_subscription_can_change_it,
+    endpoints_into_private_networks_or_off_the_allow_list_are_refused,
+    new_subscriptions_are_capped_per_session_and_per_client_behind_a_proxy,
+    subscriptions_that_keep_failing_are_deleted,
+    admin_logins_end_everywhere_and_an_attacker_cannot_lock_the_admin_out,
+    revoked_api_keys_stop_working_and_list_shows_last_use,
+    pages_are_hardened_and_api_errors_are_json
+);

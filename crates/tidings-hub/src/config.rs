@@ -8,6 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tidings_sender::connect::{ConnectPolicy, PushHosts, Resolve, SystemResolver, is_loopback_host};
 
+/// Where the hub keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded database in the data directory, with the keys beside it (one process).
+    Embedded,
+    /// A PostgreSQL database (its URL), with the keys in it, shared by several processes.
+    Postgres(String),
+}
+
 /// Everything the hub needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,8 +28,10 @@ pub struct Config {
     /// Further origins whose pages may call the browser-facing routes (an app served from
     /// another origin than the hub).
     pub allowed_origins: Vec<String>,
-    /// Where the database and the keys live.
+    /// Where the database and the keys live (with the embedded store).
     pub data_dir: PathBuf,
+    /// The embedded store, or PostgreSQL.
+    pub store: StoreChoice,
     /// The VAPID `sub` claim: a `mailto:` or `https:` contact for push services.
     pub vapid_subject: String,
     /// A directory of the app's own pages (with its service worker) served at `/`.
@@ -66,6 +77,7 @@ impl Config {
             public_url: format!("http://{listen}"),
             allowed_origins: Vec::new(),
             data_dir: PathBuf::from("tidings-hub-data"),
+            store: StoreChoice::Embedded,
             vapid_subject: "mailto:hub@localhost".into(),
             static_dir: None,
             demo: false,

@@ -265,6 +265,81 @@ impl QueuedSend {
     pub fn finished(&self) -> bool {
         self.materialized && self.counts.pending() == 0
     }
+
+    /// Counts `outcome` of recipient `id`, whose subscription is `record` (if it still
+    /// exists), keeps a sample of the errors, and says what happens to the subscription:
+    /// deleted when gone, or when it has failed as long as `pruning` allows; its run of
+    /// failures counted, or ended by a success, otherwise.
+    pub fn count(
+        &mut self,
+        id: SubscriptionId,
+        record: Option<&Subscription>,
+        outcome: &Outcome,
+        now: u64,
+        pruning: Pruning,
+    ) -> SubscriptionChange {
+        let (status, reason) = match outcome {
+            Outcome::Accepted => {
+                self.counts.accepted += 1;
+                return match record.filter(|r| r.failures > 0 || r.last_error.is_some()) {
+                    Some(r) => SubscriptionChange::Update(Subscription {
+                        failures: 0,
+                        failing_since: None,
+                        last_error: None,
+                        ..r.clone()
+                    }),
+                    None => SubscriptionChange::Keep,
+                };
+            }
+            Outcome::Gone => {
+                self.counts.gone += 1;
+                return if record.is_some() { SubscriptionChange::Delete } else { SubscriptionChange::Keep };
+            }
+            Outcome::Rejected { status, reason } => {
+                self.counts.rejected += 1;
+                (status, reason)
+            }
+            Outcome::Failed { status, reason } => {
+                self.counts.failed += 1;
+                (status, reason)
+            }
+        };
+        let endpoint = record.map_or("(deleted)".into(), |r| tidings_wire::endpoint::mask(&r.endpoint));
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(RecipientError {
+                subscription: id,
+                endpoint,
+                status: *status,
+                reason: reason.clone(),
+            });
+        }
+        let Some(was) = record else { return SubscriptionChange::Keep };
+        let since = was.failing_since.unwrap_or(now);
+        let failures = was.failures + 1;
+        if failures >= pruning.failures && now.saturating_sub(since) >= pruning.failing_for {
+            self.deleted_failing += 1;
+            return SubscriptionChange::DeleteFailing;
+        }
+        SubscriptionChange::Update(Subscription {
+            failures,
+            failing_since: Some(since),
+            last_error: Some(reason.clone()),
+            ..was.clone()
+        })
+    }
+}
+
+/// What an outcome does to the recipient's subscription (see [`QueuedSend::count`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionChange {
+    /// Nothing.
+    Keep,
+    /// Its failures changed: store this.
+    Update(Subscription),
+    /// The push service says it is gone: delete it.
+    Delete,
+    /// It failed too long: delete it, and count it deleted for failing.
+    DeleteFailing,
 }
 
 /// An idempotency key of `POST /api/v1/sends`: a retried request with the same key within

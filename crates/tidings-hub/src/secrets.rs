@@ -7,9 +7,13 @@
 //! | `user-token-secret` | 32 random bytes | the app's backend, to sign user tokens |
 //! | `admin-secret` | the admin page's password, unless given by `TIDINGS_HUB_ADMIN_SECRET` | the operator |
 //!
+//! On PostgreSQL the same keys are rows of the `hub_keys` table instead, made by the first
+//! hub process of the deployment, so that every process signs and checks alike.
+//!
 //! Replacing `vapid.json` with another key pair breaks every stored subscription (they were
 //! made for the old public key): docs/hub.md says how to rotate.
 
+use crate::store::postgres::PostgresStore;
 use std::path::{Path, PathBuf};
 use tidings_crypto::b64;
 use tidings_crypto::vapid::{KeyFile, VapidKey};
@@ -72,41 +76,82 @@ pub fn admin_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin-secret")
 }
 
-/// Loads the hub's keys from `data_dir`, creating the missing ones. `admin` overrides the
-/// admin password file.
-pub fn load(data_dir: &Path, admin: Option<String>) -> Result<Secrets, SecretError> {
-    let vapid_file = vapid_path(data_dir);
-    let text = load_or_create(&vapid_file, || {
-        let key = VapidKey::generate().map_err(|e| e.to_string())?;
-        serde_json::to_string_pretty(&key.to_key_file()).map_err(|e| e.to_string())
-    })?;
-    let fail = |reason: String| SecretError { path: vapid_file.clone(), reason };
+/// The names of the keys, as files in the data directory and rows in a shared database.
+const VAPID: &str = "vapid.json";
+const SESSION: &str = "session-secret";
+const USER_TOKEN: &str = "user-token-secret";
+const ADMIN: &str = "admin-secret";
+
+fn new_vapid() -> Result<String, String> {
+    let key = VapidKey::generate().map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&key.to_key_file()).map_err(|e| e.to_string())
+}
+
+/// The keys from their texts; `at(name)` says where a key lives, for errors.
+fn parse(
+    text: impl Fn(&str) -> String,
+    at: impl Fn(&str) -> PathBuf,
+    admin: Option<String>,
+) -> Result<Secrets, SecretError> {
+    let fail = |name: &str, reason: String| SecretError { path: at(name), reason };
     let file: KeyFile =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not a VAPID key file: {e}")))?;
-    let vapid = VapidKey::from_key_file(&file).map_err(|e| fail(e.to_string()))?;
+        serde_json::from_str(&text(VAPID)).map_err(|e| fail(VAPID, format!("not a VAPID key file: {e}")))?;
+    let vapid = VapidKey::from_key_file(&file).map_err(|e| fail(VAPID, e.to_string()))?;
     let secret = |name: &str| -> Result<Vec<u8>, SecretError> {
-        let path = data_dir.join(name);
-        let text = load_or_create(&path, || Ok(random_text()))?;
-        let bytes = b64::decode(&text)
-            .map_err(|e| SecretError { path: path.clone(), reason: format!("not base64url: {e}") })?;
+        let bytes = b64::decode(text(name).trim()).map_err(|e| fail(name, format!("not base64url: {e}")))?;
         if bytes.len() < 16 {
-            return Err(SecretError { path, reason: "shorter than 16 bytes".into() });
+            return Err(fail(name, "shorter than 16 bytes".into()));
         }
         Ok(bytes)
     };
-    let session = secret("session-secret")?;
-    let user_token = secret("user-token-secret")?;
-    let admin = match admin {
-        Some(admin) => admin,
-        None => load_or_create(&admin_path(data_dir), || Ok(random_text()))?,
-    };
+    let (session, user_token) = (secret(SESSION)?, secret(USER_TOKEN)?);
+    let admin = admin.unwrap_or_else(|| text(ADMIN).trim().to_owned());
     if admin.len() < 12 {
-        return Err(SecretError {
-            path: admin_path(data_dir),
-            reason: "the admin secret must be 12 characters or more".into(),
-        });
+        return Err(fail(ADMIN, "the admin secret must be 12 characters or more".into()));
     }
     Ok(Secrets { vapid, session, user_token, admin })
+}
+
+/// Loads the hub's keys from `data_dir`, creating the missing ones. `admin` overrides the
+/// admin password file.
+pub fn load(data_dir: &Path, admin: Option<String>) -> Result<Secrets, SecretError> {
+    let mut texts = std::collections::BTreeMap::new();
+    texts.insert(VAPID, load_or_create(&vapid_path(data_dir), new_vapid)?);
+    for name in [SESSION, USER_TOKEN] {
+        texts.insert(name, load_or_create(&data_dir.join(name), || Ok(random_text()))?);
+    }
+    if admin.is_none() {
+        texts.insert(ADMIN, load_or_create(&admin_path(data_dir), || Ok(random_text()))?);
+    }
+    parse(|name| texts.get(name).cloned().unwrap_or_default(), |name| data_dir.join(name), admin)
+}
+
+/// The keys every hub process of a deployment on PostgreSQL shares: those the first one
+/// stored, or (with `create`) new ones, stored now; `None` when there are none and
+/// `create` is false. `admin` overrides the stored admin secret.
+pub async fn shared(
+    store: &PostgresStore,
+    admin: Option<String>,
+    create: bool,
+) -> Result<Option<Secrets>, SecretError> {
+    let fail = |reason: String| SecretError { path: PathBuf::from("the database's hub_keys"), reason };
+    let mut proposed = std::collections::BTreeMap::new();
+    if create {
+        proposed.insert(VAPID.to_owned(), new_vapid().map_err(fail)?);
+        for name in [SESSION, USER_TOKEN, ADMIN] {
+            proposed.insert(name.to_owned(), random_text());
+        }
+    }
+    let stored = store.shared_keys(proposed).await.map_err(|e| fail(e.to_string()))?;
+    if !stored.contains_key(VAPID) {
+        return Ok(None);
+    }
+    parse(
+        |name| stored.get(name).cloned().unwrap_or_default(),
+        |name| PathBuf::from(format!("the database's hub_keys ({name})")),
+        admin,
+    )
+    .map(Some)
 }
 
 #[cfg(test)]

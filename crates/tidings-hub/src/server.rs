@@ -1,13 +1,14 @@
 //! Starting the hub: keys, database, dispatcher, and the HTTP server.
 
-use crate::api_keys::KeyRing;
-use crate::config::Config;
+use crate::api_keys::{KeyRing, Source};
+use crate::config::{Config, StoreChoice};
 use crate::csrf::Sessions;
 use crate::dispatch::{DispatchConfig, Dispatcher, Supervised};
 use crate::http::limits::Limits;
 use crate::http::{Shared, router};
 use crate::secrets;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::postgres::PostgresStore;
 use crate::store::{AnyStore, Store as _};
 use crate::unix_now;
 use std::future::Future;
@@ -27,9 +28,12 @@ pub enum StartError {
     /// The database cannot be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The API keys file cannot be read.
+    /// The API keys cannot be read.
     #[error("API keys: {0}")]
-    ApiKeys(std::io::Error),
+    ApiKeys(String),
+    /// The PostgreSQL database cannot be used.
+    #[error(transparent)]
+    Postgres(#[from] crate::store::postgres::ConnectError),
     /// The address cannot be listened on.
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
@@ -43,14 +47,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Loads (or creates) the keys and the database in the data directory and binds the
-    /// listener. `admin_secret` overrides the admin secret file.
+    /// Opens the store (the embedded one in the data directory, with the keys beside it; or
+    /// PostgreSQL, with the keys in it), creating what is missing, and binds the listener.
+    /// `admin_secret` overrides the stored admin secret.
     pub async fn bind(config: Config, admin_secret: Option<String>) -> Result<Self, StartError> {
-        let secrets = secrets::load(&config.data_dir, admin_secret)?;
-        let embedded = EmbeddedStore::open(&config.data_dir.join("db"))?;
-        embedded.upgrade().await?;
-        let store = AnyStore::Embedded(embedded);
-        let api_keys = KeyRing::open(config.data_dir.join("api-keys")).map_err(StartError::ApiKeys)?;
+        let (store, secrets, keys) = match &config.store {
+            StoreChoice::Embedded => {
+                let secrets = secrets::load(&config.data_dir, admin_secret)?;
+                let embedded = EmbeddedStore::open(&config.data_dir.join("db"))?;
+                embedded.upgrade().await?;
+                (AnyStore::Embedded(embedded), secrets, Source::File(config.data_dir.join("api-keys")))
+            }
+            StoreChoice::Postgres(url) => {
+                let postgres = PostgresStore::connect(url).await?;
+                let secrets =
+                    secrets::shared(&postgres, admin_secret, true).await?.expect("created when missing");
+                (AnyStore::Postgres(postgres.clone()), secrets, Source::Database(postgres))
+            }
+        };
+        let api_keys = KeyRing::open(keys).await.map_err(StartError::ApiKeys)?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
         let wake = Arc::new(Notify::new());
@@ -129,7 +144,7 @@ impl Hub {
         let served = axum::serve(listener, app).with_graceful_shutdown(stop_dispatching).await;
         let _ = dispatching.await;
         chores.abort();
-        if let Err(e) = shared.api_keys.save_usage() {
+        if let Err(e) = shared.api_keys.save_usage().await {
             tracing::warn!(error = %e, "could not note when the API keys were last used");
         }
         served
@@ -146,7 +161,7 @@ async fn chores(shared: Arc<Shared>) {
         if let Err(e) = shared.store.sweep(unix_now()).await {
             tracing::warn!(error = %e, "could not sweep used user tokens and ended admin logins");
         }
-        if let Err(e) = shared.api_keys.save_usage() {
+        if let Err(e) = shared.api_keys.save_usage().await {
             tracing::warn!(error = %e, "could not note when the API keys were last used");
         }
     }

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tidings_hub::client_ip::parse_net;
-use tidings_hub::config::origin;
+use tidings_hub::config::{StoreChoice, origin};
+use tidings_hub::store::postgres::PostgresStore;
 use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
 use tidings_sender::PushHosts;
 
@@ -37,9 +38,8 @@ pub struct HubArgs {
 enum HubCommand {
     /// Show the VAPID public key (the applicationServerKey), and the user-token secret when asked.
     Keys {
-        /// The hub's data directory [default: ./tidings-hub-data].
-        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        at: Location,
         /// Also print the secret the app's backend signs user tokens with.
         #[arg(long)]
         user_token_secret: bool,
@@ -55,9 +55,8 @@ enum HubCommand {
         /// Seconds the token stays valid (at most 86400).
         #[arg(long, default_value_t = 600)]
         lifetime: u64,
-        /// The hub's data directory [default: ./tidings-hub-data].
-        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        at: Location,
     },
 }
 
@@ -68,24 +67,64 @@ enum ApiKeyCommand {
         /// A name for it (shown in logs).
         #[arg(long)]
         name: String,
-        /// The hub's data directory [default: ./tidings-hub-data].
-        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        at: Location,
     },
     /// List the API keys: id, name, creation and last use (the keys themselves are not stored).
     List {
-        /// The hub's data directory [default: ./tidings-hub-data].
-        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        at: Location,
     },
     /// Revoke an API key, by its id (from list) or its name; a running hub refuses it within a second.
     Revoke {
         /// The key's id or name.
         key: String,
-        /// The hub's data directory [default: ./tidings-hub-data].
-        #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        at: Location,
     },
+}
+
+/// Which hub a subcommand is about: its data directory, or its PostgreSQL database.
+#[derive(Debug, Args)]
+struct Location {
+    /// The hub's data directory (embedded store) [default: ./tidings-hub-data].
+    #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The hub's PostgreSQL database instead: postgres://user:password@host/database.
+    #[arg(long, env = "TIDINGS_HUB_STORE", value_name = "URL")]
+    store: Option<String>,
+}
+
+/// A hub's data, opened for a subcommand.
+enum Place {
+    Dir(PathBuf),
+    Postgres(PostgresStore, tokio::runtime::Runtime),
+}
+
+impl Location {
+    fn open(self) -> Result<Place> {
+        match store_choice(self.store.as_deref())? {
+            StoreChoice::Embedded => Ok(Place::Dir(data_dir(self.data_dir))),
+            StoreChoice::Postgres(url) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let store = runtime.block_on(PostgresStore::connect(&url))?;
+                Ok(Place::Postgres(store, runtime))
+            }
+        }
+    }
+}
+
+/// `--store`: `embedded` (the default) or a PostgreSQL URL.
+fn store_choice(given: Option<&str>) -> Result<StoreChoice> {
+    match given {
+        None | Some("embedded") => Ok(StoreChoice::Embedded),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(StoreChoice::Postgres(url.to_owned()))
+        }
+        Some(_) => {
+            bail!("--store is `embedded` or a PostgreSQL URL (postgres://user:password@host/database)")
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,9 +138,14 @@ struct HubServeArgs {
     /// Another origin whose pages may subscribe (repeatable; comma-separated in the environment).
     #[arg(long, env = "TIDINGS_HUB_ALLOWED_ORIGINS", value_name = "URL", value_delimiter = ',')]
     allowed_origin: Vec<String>,
-    /// Where the database and the keys live [default: ./tidings-hub-data].
+    /// Where the database and the keys live, with the embedded store [default: ./tidings-hub-data].
     #[arg(long, env = "TIDINGS_HUB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the hub keeps its data: `embedded` (a database in --data-dir, one hub process)
+    /// or a PostgreSQL URL, postgres://user:password@host/database (several hub processes
+    /// share it; the keys are kept in it too) [default: embedded].
+    #[arg(long, env = "TIDINGS_HUB_STORE", value_name = "URL")]
+    store: Option<String>,
     /// A TOML file with any of these options.
     #[arg(long, env = "TIDINGS_HUB_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -179,6 +223,7 @@ struct FileConfig {
     #[serde(default)]
     allowed_origins: Vec<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     static_dir: Option<PathBuf>,
     #[serde(default)]
     demo: bool,
@@ -209,67 +254,116 @@ fn data_dir(dir: Option<PathBuf>) -> PathBuf {
 }
 
 /// The keys of an existing hub: reading them must not create new ones (a mistyped
-/// --data-dir would otherwise print keys no hub uses).
-fn existing_keys(dir: &Path) -> Result<secrets::Secrets> {
-    if !secrets::vapid_path(dir).exists() {
-        bail!("{} holds no hub keys: start tidings hub with this --data-dir first", dir.display());
+/// --data-dir or --store would otherwise print keys no hub uses).
+fn existing_keys(place: &Place) -> Result<secrets::Secrets> {
+    match place {
+        Place::Dir(dir) => {
+            if !secrets::vapid_path(dir).exists() {
+                bail!("{} holds no hub keys: start tidings hub with this --data-dir first", dir.display());
+            }
+            secrets::load(dir, None)
+                .with_context(|| format!("cannot load the hub's keys in {}", dir.display()))
+        }
+        Place::Postgres(store, runtime) => runtime
+            .block_on(secrets::shared(store, None, false))?
+            .context("the database holds no hub keys: start tidings hub with this --store first"),
     }
-    secrets::load(dir, None).with_context(|| format!("cannot load the hub's keys in {}", dir.display()))
 }
 
 pub fn run(args: HubArgs) -> Result<Code> {
+    let time = |t: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t)).to_string()
+    };
     match args.command {
         None => serve(args.serve),
-        Some(HubCommand::Keys { data_dir: dir, user_token_secret }) => {
-            let dir = data_dir(dir);
-            let keys = existing_keys(&dir)?;
+        Some(HubCommand::Keys { at, user_token_secret }) => {
+            let place = at.open()?;
+            let keys = existing_keys(&place)?;
             println!("VAPID public key (applicationServerKey): {}", keys.vapid.public_key_base64());
-            println!("VAPID key file: {}", secrets::vapid_path(&dir).display());
+            if let Place::Dir(dir) = &place {
+                println!("VAPID key file: {}", secrets::vapid_path(dir).display());
+            }
             if user_token_secret {
                 println!("User-token secret (HS256): {}", tidings_crypto::b64::encode(&keys.user_token));
             } else {
-                println!(
-                    "User-token secret: {} (print it with --user-token-secret)",
-                    secrets::user_token_path(&dir).display()
-                );
+                println!("User-token secret: print it with --user-token-secret");
             }
             Ok(Code::Ok)
         }
-        Some(HubCommand::ApiKey(ApiKeyCommand::Create { name, data_dir: dir })) => {
-            let path = data_dir(dir).join("api-keys");
-            if name.trim().is_empty() {
+        Some(HubCommand::ApiKey(ApiKeyCommand::Create { name, at })) => {
+            let name = name.trim();
+            if name.is_empty() {
                 bail!("--name must not be empty");
             }
-            let key = api_keys::create(&path, name.trim(), unix_now())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let key = match at.open()? {
+                Place::Dir(dir) => {
+                    let path = dir.join("api-keys");
+                    api_keys::create(&path, name, unix_now())
+                        .with_context(|| format!("cannot write {}", path.display()))?
+                }
+                Place::Postgres(store, runtime) => {
+                    let key = api_keys::new_key();
+                    runtime.block_on(store.add_api_key(&api_keys::hash(&key), name, unix_now()))?;
+                    key
+                }
+            };
             eprintln!("API key {name:?} created; it is shown only now, keep it secret:");
             println!("{key}");
             Ok(Code::Ok)
         }
-        Some(HubCommand::ApiKey(ApiKeyCommand::List { data_dir: dir })) => {
-            let path = data_dir(dir).join("api-keys");
-            let entries = api_keys::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let used =
-                api_keys::read_usage(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let time =
-                |t: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t));
+        Some(HubCommand::ApiKey(ApiKeyCommand::List { at })) => {
+            let keys: Vec<(api_keys::Entry, Option<u64>)> = match at.open()? {
+                Place::Dir(dir) => {
+                    let path = dir.join("api-keys");
+                    let entries =
+                        api_keys::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let used = api_keys::read_usage(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    entries
+                        .into_iter()
+                        .map(|e| (used.get(&e.sha256).copied(), e))
+                        .map(|(u, e)| (e, u))
+                        .collect()
+                }
+                Place::Postgres(store, runtime) => runtime
+                    .block_on(store.api_keys())?
+                    .into_iter()
+                    .map(|(sha256, name, created_at, used)| {
+                        (api_keys::Entry { name, sha256, created_at }, used)
+                    })
+                    .collect(),
+            };
             println!("ID\tNAME\tCREATED\tLAST USED");
-            for entry in entries {
-                let last = used.get(&entry.sha256).map_or("never".to_owned(), |t| time(*t).to_string());
+            for (entry, used) in keys {
+                let last = used.map_or("never".to_owned(), time);
                 println!("{}\t{}\t{}\t{last}", entry.id(), entry.name, time(entry.created_at));
             }
             Ok(Code::Ok)
         }
-        Some(HubCommand::ApiKey(ApiKeyCommand::Revoke { key, data_dir: dir })) => {
-            let path = data_dir(dir).join("api-keys");
-            let revoked = api_keys::revoke(&path, &key)
-                .with_context(|| format!("cannot revoke in {}", path.display()))?;
+        Some(HubCommand::ApiKey(ApiKeyCommand::Revoke { key, at })) => {
+            let revoked = match at.open()? {
+                Place::Dir(dir) => {
+                    let path = dir.join("api-keys");
+                    api_keys::revoke(&path, &key)
+                        .with_context(|| format!("cannot revoke in {}", path.display()))?
+                }
+                Place::Postgres(store, runtime) => runtime.block_on(async {
+                    let entries: Vec<api_keys::Entry> = store
+                        .api_keys()
+                        .await?
+                        .into_iter()
+                        .map(|(sha256, name, created_at, _)| api_keys::Entry { name, sha256, created_at })
+                        .collect();
+                    let entry = api_keys::find_one(&entries, &key).map_err(anyhow::Error::msg)?.clone();
+                    store.remove_api_key(&entry.sha256).await?;
+                    anyhow::Ok(entry)
+                })?,
+            };
             eprintln!("API key {} ({:?}) revoked", revoked.id(), revoked.name);
             Ok(Code::Ok)
         }
-        Some(HubCommand::UserToken { user, lifetime, data_dir: dir }) => {
-            let dir = data_dir(dir);
-            let keys = existing_keys(&dir)?;
+        Some(HubCommand::UserToken { user, lifetime, at }) => {
+            let keys = existing_keys(&at.open()?)?;
             if lifetime == 0 || lifetime > user_token::MAX_LIFETIME {
                 bail!("--lifetime must be 1 to {} seconds", user_token::MAX_LIFETIME);
             }
@@ -359,6 +453,7 @@ fn serve(args: HubServeArgs) -> Result<Code> {
         config.shutdown_grace = d;
     }
     config.data_dir = data_dir(args.data_dir.or(file.data_dir));
+    config.store = store_choice(args.store.or(file.store).as_deref())?;
     config.static_dir = args.static_dir.or(file.static_dir);
     config.demo = args.demo || file.demo;
     if config.demo && config.static_dir.is_some() {

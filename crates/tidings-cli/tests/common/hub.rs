@@ -1,6 +1,7 @@
 //! A `tidings hub` process for black-box tests, an HTTP client to call it with, and push
 //! services to send to (sinks that count what they receive).
 
+use super::postgres::Database;
 use super::tidings;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -16,12 +17,42 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A running `tidings hub` with its own data directory.
+/// Where a test hub keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store in its data directory.
+    Embedded,
+    /// A PostgreSQL database of the test's.
+    Postgres,
+}
+
+/// Runs each of the named `async fn(Backend)` tests on both stores, as `name::embedded` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::common::hub::Backend::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::hub::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A running `tidings hub` with its own data directory (and, on PostgreSQL, a database
+/// shared with the other processes started with [`HubProcess::another`]).
 pub struct HubProcess {
     pub child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
+    pub database: Option<Arc<Database>>,
     args: Vec<String>,
 }
 
@@ -30,21 +61,40 @@ fn spawn(data_dir: &std::path::Path, port: u16, args: &[String]) -> (Child, Arc<
     command
         .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
         .args(args)
-        .env("TIDINGS_HUB_LOG", "info,fjall=warn,lsm_tree=warn");
+        .env("TIDINGS_HUB_LOG", "info,fjall=warn,lsm_tree=warn,sqlx=warn");
     super::spawn_until_ready(command, "hub ready", "tidings hub")
 }
 
 impl HubProcess {
-    /// Starts a hub on a fresh data directory.
+    /// Starts a hub on a fresh data directory (the embedded store).
     pub fn start(args: &[&str]) -> Self {
+        Self::start_on(Backend::Embedded, args)
+    }
+
+    /// Starts a hub on a fresh store of `backend`.
+    pub fn start_on(backend: Backend, args: &[&str]) -> Self {
+        let database = (backend == Backend::Postgres).then(|| Arc::new(Database::new()));
+        Self::start_with(database, args)
+    }
+
+    /// Another hub process on the same database (PostgreSQL only), with its own port.
+    pub fn another(&self, args: &[&str]) -> Self {
+        assert!(self.database.is_some(), "several hubs share a PostgreSQL database only");
+        Self::start_with(self.database.clone(), args)
+    }
+
+    fn start_with(database: Option<Arc<Database>>, args: &[&str]) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir = std::env::temp_dir().join(format!("tidings-hub-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let port = super::free_port();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(database) = &database {
+            args.extend(["--store".into(), database.url.clone()]);
+        }
         let (child, log) = spawn(&data_dir, port, &args);
-        Self { child, port, data_dir, log, args }
+        Self { child, port, data_dir, log, database, args }
     }
 
     pub fn url(&self) -> String {
@@ -63,38 +113,55 @@ impl HubProcess {
         self.child.wait().unwrap();
     }
 
-    /// Starts again on the same port and data directory.
+    /// Starts again on the same port and store.
     pub fn restart(&mut self) {
         let (child, log) = spawn(&self.data_dir, self.port, &self.args);
         self.child = child;
         self.log = log;
     }
 
+    /// `--data-dir DIR`, or `--store URL` on PostgreSQL: for the hub's subcommands.
+    pub fn location(&self) -> Vec<String> {
+        match &self.database {
+            Some(database) => vec!["--store".into(), database.url.clone()],
+            None => vec!["--data-dir".into(), self.data_dir.to_str().unwrap().into()],
+        }
+    }
+
+    /// Runs `tidings hub <args> <location>`; its standard output.
+    pub fn subcommand(&self, args: &[&str]) -> String {
+        let out = tidings().arg("hub").args(args).args(self.location()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Creates an API key with `tidings hub api-key create`.
     pub fn api_key(&self) -> String {
-        let out = tidings()
-            .args([
-                "hub",
-                "api-key",
-                "create",
-                "--name",
-                "test",
-                "--data-dir",
-                self.data_dir.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.subcommand(&["api-key", "create", "--name", "test"]).trim().to_owned()
     }
 
-    /// The user-token secret, as the app's backend reads it.
+    /// The user-token secret, as the app's backend reads it (`tidings hub keys`).
     pub fn user_token_secret(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("user-token-secret")).unwrap().trim().to_owned()
+        let printed = self.subcommand(&["keys", "--user-token-secret"]);
+        let line = printed.lines().find_map(|l| l.strip_prefix("User-token secret (HS256): ")).unwrap();
+        line.trim().to_owned()
     }
 
+    /// The admin secret: the data directory's file, or the database's row.
     pub fn admin_secret(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin-secret")).unwrap().trim().to_owned()
+        match &self.database {
+            Some(database) => database.query_text("SELECT value FROM hub_keys WHERE name = 'admin-secret'"),
+            None => std::fs::read_to_string(self.data_dir.join("admin-secret")).unwrap().trim().to_owned(),
+        }
+    }
+
+    /// Replaces the admin secret where the hub reads it (it takes effect at the next start).
+    pub fn set_admin_secret(&self, secret: &str) {
+        match &self.database {
+            Some(database) => database
+                .execute(&format!("UPDATE hub_keys SET value = '{secret}' WHERE name = 'admin-secret'")),
+            None => std::fs::write(self.data_dir.join("admin-secret"), format!("{secret}\n")).unwrap(),
+        }
     }
 }
 

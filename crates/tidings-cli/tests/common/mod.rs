@@ -166,4 +166,5 @@ pub fn post_json(port: u16, path: &str, body: &Value) -> std::io::Result<(u16, S
 }
 pub mod firefox;
 pub mod hub;
+pub mod postgres;
 pub mod push;

@@ -69,6 +69,7 @@ impl FromRequestParts<Arc<Shared>> for ApiKey {
         shared
             .api_keys
             .check(presented, unix_now())
+            .await
             .map(Self)
             .ok_or_else(|| unauthorized("unknown API key (tidings hub api-key create makes one)"))
     }

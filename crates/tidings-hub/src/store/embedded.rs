@@ -32,8 +32,8 @@ pub mod record;
 
 use super::{Claimed, Created, Removal, Result, Saved, Store, StoreError};
 use crate::model::{
-    AdminSession, INTERRUPTED, IdempotencyKey, MAX_ERRORS, NewSend, Outcome, Owner, Pruning, QueuedSend,
-    RecipientError, SendStatus, Subscription, SubscriptionCounts, SubscriptionId, Target,
+    AdminSession, INTERRUPTED, IdempotencyKey, NewSend, Outcome, Owner, Pruning, QueuedSend, SendStatus,
+    Subscription, SubscriptionChange, SubscriptionCounts, SubscriptionId, Target,
 };
 use crate::ownership::{Change, Planned, Proof, Registration, UserChange, holds, plan};
 use fjall::{KeyspaceCreateOptions, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
@@ -412,8 +412,8 @@ fn recipients(
     }
 }
 
-/// Records one recipient's outcome in `send`: counts, the error sample, and what it means
-/// for the subscription. Whether it was pending (a recipient recorded before is skipped).
+/// Records one recipient's outcome in `send` and applies what it means for the
+/// subscription. A recipient recorded before (no item left) is skipped.
 fn record_outcome(
     ks: &Keyspaces,
     tx: &mut Tx<'_>,
@@ -422,66 +422,29 @@ fn record_outcome(
     outcome: &Outcome,
     now: u64,
     pruning: Pruning,
-) -> Result<bool> {
+) -> Result<()> {
     let key = item_key(send.id, sub);
-    let Some(item) = tx.get(&ks.items, &key)? else { return Ok(false) };
+    let Some(item) = tx.get(&ks.items, &key)? else { return Ok(()) };
     if let Some(owner) = item.get(1..17).and_then(|o| o.try_into().ok()) {
         tx.remove(&ks.claims, claim_key(Owner(owner), send.id, sub));
     }
     tx.remove(&ks.items, key);
     let record = subscription(tx, ks, sub)?;
-    let failure = match outcome {
-        Outcome::Accepted => {
-            send.counts.accepted += 1;
-            if let Some(was) = record.filter(|r| r.failures > 0 || r.last_error.is_some()) {
-                let now = Subscription { failures: 0, failing_since: None, last_error: None, ..was.clone() };
-                update_failures(ks, tx, sub, &was, &now)?;
-            }
-            None
+    match send.count(sub, record.as_ref(), outcome, now, pruning) {
+        SubscriptionChange::Keep => {}
+        SubscriptionChange::Update(now) => {
+            let was = record.expect("an update is of a stored subscription");
+            update_failures(ks, tx, sub, &was, &now)?;
         }
-        Outcome::Gone => {
-            send.counts.gone += 1;
+        SubscriptionChange::Delete => {
             remove_subscription(ks, tx, sub)?;
-            None
         }
-        Outcome::Rejected { status, reason } => {
-            send.counts.rejected += 1;
-            Some((status, reason, record))
-        }
-        Outcome::Failed { status, reason } => {
-            send.counts.failed += 1;
-            Some((status, reason, record))
-        }
-    };
-    if let Some((status, reason, record)) = failure {
-        let endpoint =
-            record.as_ref().map_or("(deleted)".into(), |r| tidings_wire::endpoint::mask(&r.endpoint));
-        if send.errors.len() < MAX_ERRORS {
-            send.errors.push(RecipientError {
-                subscription: sub,
-                endpoint,
-                status: *status,
-                reason: reason.clone(),
-            });
-        }
-        if let Some(was) = record {
-            let since = was.failing_since.unwrap_or(now);
-            let failing = Subscription {
-                failures: was.failures + 1,
-                failing_since: Some(since),
-                last_error: Some(reason.clone()),
-                ..was.clone()
-            };
-            if failing.failures >= pruning.failures && now.saturating_sub(since) >= pruning.failing_for {
-                remove_subscription(ks, tx, sub)?;
-                send.deleted_failing += 1;
-                count(tx, &ks.meta, DELETED_FAILING, 1)?;
-            } else {
-                update_failures(ks, tx, sub, &was, &failing)?;
-            }
+        SubscriptionChange::DeleteFailing => {
+            remove_subscription(ks, tx, sub)?;
+            count(tx, &ks.meta, DELETED_FAILING, 1)?;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 impl Store for EmbeddedStore {

@@ -18,6 +18,7 @@
 //! ("interrupted"), never sent again ([`Store::recover`]).
 
 pub mod embedded;
+pub mod postgres;
 
 #[cfg(test)]
 pub mod conformance;
@@ -221,6 +222,8 @@ pub trait Store: Send + Sync + 'static {
 pub enum AnyStore {
     /// The embedded database (one hub process).
     Embedded(embedded::EmbeddedStore),
+    /// PostgreSQL (several hub processes).
+    Postgres(postgres::PostgresStore),
 }
 
 /// Calls the same method on whichever backend.
@@ -228,6 +231,7 @@ macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Embedded($store) => $call,
+            AnyStore::Postgres($store) => $call,
         }
     };
 }
