@@ -189,8 +189,8 @@ impl KeyRing {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The name of the key `presented`, if it is one of ours, noting its use at `now`.
-    pub async fn check(&self, presented: &str, now: u64) -> Option<String> {
+    /// The entry of the key `presented`, if it is one of ours, noting its use at `now`.
+    pub async fn check(&self, presented: &str, now: u64) -> Option<Entry> {
         let presented = hash(presented);
         let known = find(&self.state().entries, &presented).is_some();
         self.reload(known).await;
@@ -207,12 +207,12 @@ impl KeyRing {
             }
         }
         let mut state = self.state();
-        let name = find(&state.entries, &presented)?.name.clone();
+        let entry = find(&state.entries, &presented)?.clone();
         if state.used.get(&presented) != Some(&now) {
             state.used.insert(presented, now);
             state.unsaved = true;
         }
-        Some(name)
+        Some(entry)
     }
 
     /// Reads the keys again if they may have changed: a second after the last time, or
@@ -292,12 +292,16 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert_eq!(ring.check(&key, 5).await.as_deref(), Some("backend"), "a new key works at once");
+        assert_eq!(
+            ring.check(&key, 5).await.map(|e| e.name).as_deref(),
+            Some("backend"),
+            "a new key works at once"
+        );
         assert_eq!(ring.check(&format!("{key}x"), 5).await, None);
         let second = create(&path, "cron", 2).unwrap();
         assert_eq!(read(&path).unwrap().len(), 2);
         let other = KeyRing::open(Source::File(path.clone())).await.unwrap();
-        assert_eq!(other.check(&second, 6).await.as_deref(), Some("cron"));
+        assert_eq!(other.check(&second, 6).await.map(|e| e.name).as_deref(), Some("cron"));
         // Last use is written when asked, and read back by `list`.
         assert!(read_usage(&path).unwrap().is_empty());
         ring.save_usage().await.unwrap();
@@ -312,7 +316,7 @@ mod tests {
         assert_eq!(revoke(&path, cron.id()).unwrap(), cron);
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(ring.check(&key, 7).await, None, "a revoked key no longer works");
-        assert_eq!(ring.check(&ambiguous, 7).await.as_deref(), Some("cron"));
+        assert_eq!(ring.check(&ambiguous, 7).await.map(|e| e.name).as_deref(), Some("cron"));
     }
 
     #[tokio::test]
@@ -322,7 +326,11 @@ mod tests {
         let key = new_key();
         assert_eq!(ring.check(&key, 5).await, None);
         store.add_api_key(&hash(&key), "backend", 1).await.unwrap();
-        assert_eq!(ring.check(&key, 5).await.as_deref(), Some("backend"), "added elsewhere: works at once");
+        assert_eq!(
+            ring.check(&key, 5).await.map(|e| e.name).as_deref(),
+            Some("backend"),
+            "added elsewhere: works at once"
+        );
         ring.save_usage().await.unwrap();
         assert_eq!(store.api_keys().await.unwrap()[0].3, Some(5));
         assert!(store.remove_api_key(&hash(&key)).await.unwrap());

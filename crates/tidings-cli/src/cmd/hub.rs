@@ -169,6 +169,9 @@ struct HubServeArgs {
     /// the others [default: 64].
     #[arg(long, env = "TIDINGS_HUB_TARGETED_CONCURRENCY", value_name = "N")]
     targeted_concurrency: Option<usize>,
+    /// How long to wait for a push service's answer to one request [default: 30s].
+    #[arg(long, env = "TIDINGS_HUB_PUSH_TIMEOUT", value_name = "DURATION")]
+    push_timeout: Option<humantime::Duration>,
     /// How long one send may spend on one push service; its recipients there fail after it
     /// [default: 15m].
     #[arg(long, env = "TIDINGS_HUB_HOST_BUDGET", value_name = "DURATION")]
@@ -231,6 +234,7 @@ struct FileConfig {
     ca_file: Option<PathBuf>,
     concurrency: Option<usize>,
     targeted_concurrency: Option<usize>,
+    push_timeout: Option<String>,
     host_budget: Option<String>,
     claim_lease: Option<String>,
     shutdown_grace: Option<String>,
@@ -442,6 +446,9 @@ fn serve(args: HubServeArgs) -> Result<Code> {
     }
     if let Some(n) = args.targeted_concurrency.or(file.targeted_concurrency) {
         config.targeted_concurrency = n.clamp(1, 10_000);
+    }
+    if let Some(d) = duration(args.push_timeout, file.push_timeout, "push_timeout")? {
+        config.push_timeout = d.max(Duration::from_millis(100));
     }
     if let Some(d) = duration(args.host_budget, file.host_budget, "host_budget")? {
         config.host_budget = d.max(Duration::from_secs(1));

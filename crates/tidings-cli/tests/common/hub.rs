@@ -53,6 +53,8 @@ pub struct HubProcess {
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
     pub database: Option<Arc<Database>>,
+    /// `--store`, when not the embedded one.
+    store: Option<String>,
     args: Vec<String>,
 }
 
@@ -74,27 +76,33 @@ impl HubProcess {
     /// Starts a hub on a fresh store of `backend`.
     pub fn start_on(backend: Backend, args: &[&str]) -> Self {
         let database = (backend == Backend::Postgres).then(|| Arc::new(Database::new()));
-        Self::start_with(database, args)
+        let store = database.as_ref().map(|d| d.url.clone());
+        Self::start_with(database, store, args)
+    }
+
+    /// A hub on the PostgreSQL database at `url`.
+    pub fn start_on_url(url: &str, args: &[&str]) -> Self {
+        Self::start_with(None, Some(url.to_owned()), args)
     }
 
     /// Another hub process on the same database (PostgreSQL only), with its own port.
     pub fn another(&self, args: &[&str]) -> Self {
-        assert!(self.database.is_some(), "several hubs share a PostgreSQL database only");
-        Self::start_with(self.database.clone(), args)
+        assert!(self.store.is_some(), "several hubs share a PostgreSQL database only");
+        Self::start_with(self.database.clone(), self.store.clone(), args)
     }
 
-    fn start_with(database: Option<Arc<Database>>, args: &[&str]) -> Self {
+    fn start_with(database: Option<Arc<Database>>, store: Option<String>, args: &[&str]) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir = std::env::temp_dir().join(format!("tidings-hub-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let port = super::free_port();
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        if let Some(database) = &database {
-            args.extend(["--store".into(), database.url.clone()]);
+        if let Some(url) = &store {
+            args.extend(["--store".into(), url.clone()]);
         }
         let (child, log) = spawn(&data_dir, port, &args);
-        Self { child, port, data_dir, log, database, args }
+        Self { child, port, data_dir, log, database, store, args }
     }
 
     pub fn url(&self) -> String {
@@ -122,8 +130,8 @@ impl HubProcess {
 
     /// `--data-dir DIR`, or `--store URL` on PostgreSQL: for the hub's subcommands.
     pub fn location(&self) -> Vec<String> {
-        match &self.database {
-            Some(database) => vec!["--store".into(), database.url.clone()],
+        match &self.store {
+            Some(url) => vec!["--store".into(), url.clone()],
             None => vec!["--data-dir".into(), self.data_dir.to_str().unwrap().into()],
         }
     }
@@ -274,6 +282,16 @@ pub struct Received {
     pub counts: HashMap<String, u32>,
     /// The last body per path.
     pub bodies: HashMap<String, Bytes>,
+    /// Requests per VAPID subject (the JWT's `sub`): which hub process sent them.
+    pub subjects: HashMap<String, u32>,
+}
+
+/// The `sub` claim of a request's VAPID `Authorization` (`vapid t=<JWT>, k=<key>`).
+fn vapid_subject(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let jwt = value.strip_prefix("vapid t=")?.split(',').next()?;
+    let claims = tidings_crypto::b64::decode(jwt.split('.').nth(1)?).ok()?;
+    serde_json::from_slice::<Value>(&claims).ok()?["sub"].as_str().map(str::to_owned)
 }
 
 /// A push service that accepts everything (201), except paths under `/gone/` (410) and
@@ -291,6 +309,7 @@ impl Sink {
         async fn accept(
             State((received, delay)): State<(Arc<Mutex<Received>>, Duration)>,
             Path(path): Path<String>,
+            headers: http::HeaderMap,
             body: Bytes,
         ) -> http::StatusCode {
             if !delay.is_zero() {
@@ -298,6 +317,9 @@ impl Sink {
             }
             let mut received = received.lock().unwrap();
             *received.counts.entry(path.clone()).or_default() += 1;
+            if let Some(subject) = vapid_subject(&headers) {
+                *received.subjects.entry(subject).or_default() += 1;
+            }
             received.bodies.insert(path.clone(), body);
             match path.split('/').next() {
                 Some("gone") => http::StatusCode::GONE,
@@ -340,6 +362,50 @@ pub async fn subscriptions(http: &Http, hub: &str, key: &str) -> Vec<Value> {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.json()["subscriptions"].as_array().unwrap().clone()
+}
+
+/// A push service that accepts connections and never answers (a dead host), counting them.
+pub struct DeadHost {
+    pub port: u16,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DeadHost {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Self { port, connections }
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+/// Queues a send through the REST API; its id.
+pub async fn queue(http: &Http, hub: &str, key: &str, send: &Value) -> u64 {
+    let auth = format!("Bearer {key}");
+    let answer = http.json("POST", &format!("{hub}/api/v1/sends"), &[("authorization", &auth)], send).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    answer.json()["id"].as_u64().unwrap()
+}
+
+/// A send's description now.
+pub async fn send_status(http: &Http, hub: &str, key: &str, id: u64) -> Value {
+    let auth = format!("Bearer {key}");
+    let answer =
+        http.call("GET", &format!("{hub}/api/v1/sends/{id}"), &[("authorization", &auth)], None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
 }
 
 /// Polls a send until it is done; its description.

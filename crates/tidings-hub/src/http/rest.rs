@@ -51,7 +51,7 @@ async fn openapi() -> Response {
 }
 
 /// A request with a valid API key (checked before the body is read); holds the key's name.
-pub struct ApiKey(pub String);
+pub struct ApiKey(pub crate::api_keys::Entry);
 
 impl FromRequestParts<Arc<Shared>> for ApiKey {
     type Rejection = ApiError;
@@ -186,7 +186,7 @@ pub const IDEMPOTENCY_SECONDS: u64 = 24 * 3600;
 
 async fn create_send(
     State(shared): State<Arc<Shared>>,
-    ApiKey(key): ApiKey,
+    ApiKey(api_key): ApiKey,
     headers: http::HeaderMap,
     JsonBody(request): JsonBody<SendRequest>,
 ) -> Result<Response, ApiError> {
@@ -201,17 +201,24 @@ async fn create_send(
                 )
             })?;
             // Keys are the callers': one API key's cannot meet another's.
-            Some(IdempotencyKey { key: format!("{key}\0{text}"), expires: now + IDEMPOTENCY_SECONDS })
+            Some(IdempotencyKey {
+                key: format!("{}:{text}", api_key.id()),
+                expires: now + IDEMPOTENCY_SECONDS,
+            })
         }
     };
     let send = build_send(request, &format!("{}/", shared.config.public_url), now)?;
     let created = shared.store.create_send(send, idempotency).await.map_err(ApiError::storage)?;
     let id = created.send.id;
     if created.replayed {
-        tracing::info!(send = id, key, "send request repeated with its Idempotency-Key: not queued again");
+        tracing::info!(
+            send = id,
+            key = api_key.name,
+            "send request repeated with its Idempotency-Key: not queued again"
+        );
     } else {
         shared.wake.notify_one();
-        tracing::info!(send = id, key, to = ?created.send.target, "send queued");
+        tracing::info!(send = id, key = api_key.name, to = ?created.send.target, "send queued");
     }
     let mut response = (
         StatusCode::ACCEPTED,
