@@ -36,6 +36,11 @@ pub struct Args {
 
 /// A push service that accepts everything, counting; on its own runtime thread.
 pub(crate) fn sink() -> Result<(u16, Arc<AtomicU64>)> {
+    slow_sink(std::time::Duration::ZERO)
+}
+
+/// A sink that answers each request after `delay` (a slow push service).
+pub(crate) fn slow_sink(delay: std::time::Duration) -> Result<(u16, Arc<AtomicU64>)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
@@ -49,8 +54,12 @@ pub(crate) fn sink() -> Result<(u16, Arc<AtomicU64>)> {
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |_request: hyper::Request<hyper::body::Incoming>| {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        async {
+                        let counter = counter.clone();
+                        async move {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            counter.fetch_add(1, Ordering::Relaxed);
                             let response = hyper::Response::builder().status(201).body(Empty::<Bytes>::new());
                             Ok::<_, http::Error>(response.expect("static response"))
                         }

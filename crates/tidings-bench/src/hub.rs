@@ -31,11 +31,24 @@ pub struct Args {
     /// Subscribe requests in flight.
     #[arg(long, default_value_t = 64)]
     subscribers: usize,
+    /// Run the hubs on PostgreSQL: the server's URL (a database of the benchmark's own is
+    /// made there, and dropped after) [default: the embedded store].
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Hub processes sharing the send (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Also time the admin page (logged in), with this many subscriptions stored.
+    #[arg(long)]
+    admin: bool,
+    /// Skip `tidings broadcast` (when only the hub's figures are wanted).
+    #[arg(long)]
+    no_broadcast: bool,
 }
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Http = Client<HttpConnector, Full<Bytes>>;
 
-async fn call(
+pub(crate) async fn call(
     http: &Http,
     method: &str,
     url: &str,
@@ -54,7 +67,7 @@ async fn call(
 }
 
 /// Starts `tidings hub` and waits until it is ready.
-fn start_hub(dir: &Path, port: u16, concurrency: usize) -> Result<Child> {
+fn start_hub(dir: &Path, port: u16, concurrency: usize, store: Option<&str>) -> Result<Child> {
     let mut child = Command::new(tidings_binary()?)
         .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--browser-rate", "10000000"])
         .args([
@@ -64,6 +77,9 @@ fn start_hub(dir: &Path, port: u16, concurrency: usize) -> Result<Child> {
             "100000000",
         ])
         .args(["--concurrency", &concurrency.to_string()])
+        .args(store.map(|url| ["--store", url]).into_iter().flatten())
+        .args(["--admin-secret-file"])
+        .arg(dir.parent().unwrap_or(dir).join("hub.admin"))
         .arg("--data-dir")
         .arg(dir)
         .env("TIDINGS_HUB_LOG", "warn,tidings::cmd::hub=info")
@@ -82,17 +98,17 @@ fn start_hub(dir: &Path, port: u16, concurrency: usize) -> Result<Child> {
 }
 
 /// A browser session posting the subscriptions of a list.
-struct Session {
+pub(crate) struct Session {
     http: Http,
     url: String,
-    cookie: Arc<String>,
-    token: Arc<String>,
+    pub cookie: Arc<String>,
+    pub token: Arc<String>,
     lines: Arc<Vec<String>>,
 }
 
 impl Session {
     /// POSTs every subscription, `subscribers` at a time, each expecting `status`; seconds.
-    async fn post_all(&self, subscribers: usize, status: u16) -> Result<f64> {
+    pub(crate) async fn post_all(&self, subscribers: usize, status: u16) -> Result<f64> {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -141,40 +157,177 @@ pub fn run(args: &Args) -> Result<()> {
     result
 }
 
+/// A database of the benchmark's own on a PostgreSQL server, dropped at the end.
+pub(crate) struct Database {
+    server: String,
+    name: String,
+    pub url: String,
+}
+
+impl Database {
+    pub(crate) async fn create(server: &str) -> Result<Self> {
+        use sqlx::Connection as _;
+        let name = format!("tidings_bench_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(server).await.context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+        let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+        Ok(Self { server: server.to_owned(), url: format!("{base}/{name}"), name })
+    }
+
+    pub(crate) async fn drop(self) -> Result<()> {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&self.server).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Hub processes of one benchmark, on one store.
+pub(crate) struct Hubs {
+    pub children: Vec<Child>,
+    pub urls: Vec<String>,
+    pub dir: std::path::PathBuf,
+    pub store: Option<String>,
+}
+
+impl Hubs {
+    pub(crate) fn start(
+        dir: &Path,
+        instances: usize,
+        concurrency: usize,
+        store: Option<&str>,
+    ) -> Result<Self> {
+        std::fs::write(dir.join("hub.admin"), "an admin secret for the benchmark\n")?;
+        let mut hubs = Self {
+            children: Vec::new(),
+            urls: Vec::new(),
+            dir: dir.to_owned(),
+            store: store.map(Into::into),
+        };
+        for i in 0..instances {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let data = if i == 0 { dir.join("hub") } else { dir.join(format!("hub-{i}")) };
+            hubs.children.push(start_hub(&data, port, concurrency, store)?);
+            hubs.urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        Ok(hubs)
+    }
+
+    /// `tidings hub <args>` on the first hub's store; its output.
+    pub(crate) fn subcommand(&self, args: &[&str]) -> Result<String> {
+        let mut command = Command::new(tidings_binary()?);
+        command.arg("hub").args(args);
+        match &self.store {
+            Some(url) => command.args(["--store", url]),
+            None => command.arg("--data-dir").arg(self.dir.join("hub")),
+        };
+        let out = command.output()?;
+        if !out.status.success() {
+            bail!("tidings hub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+impl Drop for Hubs {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A browser session with the first hub, for the list at `list`.
+pub(crate) async fn session(http: &Http, url: &str, lines: Vec<String>) -> Result<Session> {
+    let (_, headers, body) = call(http, "GET", &format!("{url}/api/session"), &[], String::new()).await?;
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).context("session cookie")?;
+    let cookie = Arc::new(cookie.split(';').next().unwrap_or_default().to_owned());
+    let token: serde_json::Value = serde_json::from_str(&body)?;
+    let token = Arc::new(token["csrfToken"].as_str().context("csrf token")?.to_owned());
+    Ok(Session { http: http.clone(), url: url.to_owned(), cookie, token, lines: Arc::new(lines) })
+}
+
+/// Logs in to the admin page and times `rounds` views of it: (median, slowest).
+async fn admin_page(http: &Http, url: &str, rounds: usize) -> Result<(Duration, Duration)> {
+    let form = [("content-type", "application/x-www-form-urlencoded"), ("origin", url)];
+    let secret = "secret=an+admin+secret+for+the+benchmark".to_owned();
+    let (status, headers, _) = call(http, "POST", &format!("{url}/admin/login"), &form, secret).await?;
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("tidings_admin="))
+        .with_context(|| format!("admin login answered {status}"))?;
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let (status, _, page) =
+            call(http, "GET", &format!("{url}/admin"), &[("cookie", &cookie)], String::new()).await?;
+        if status != 200 || !page.contains("Recent sends") {
+            bail!("the admin page answered {status}");
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok((times[rounds / 2], times[rounds - 1]))
+}
+
 async fn measure(args: &Args, dir: &Path) -> Result<()> {
+    if args.instances > 1 && args.postgres.is_none() {
+        bail!("several hub processes share a PostgreSQL database: give --postgres");
+    }
+    let database = match &args.postgres {
+        Some(server) => Some(Database::create(server).await?),
+        None => None,
+    };
+    let result = measure_on(args, dir, database.as_ref().map(|d| d.url.as_str())).await;
+    if let Some(database) = database {
+        database.drop().await?;
+    }
+    result
+}
+
+async fn measure_on(args: &Args, dir: &Path, store: Option<&str>) -> Result<()> {
     let (sink_port, received) = sink()?;
     let list = dir.join("subscriptions.jsonl");
     write_list(&list, sink_port, args.count)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut hub = start_hub(&dir.join("hub"), port, args.concurrency)?;
-    let url = format!("http://127.0.0.1:{port}");
+    let hubs = Hubs::start(dir, args.instances, args.concurrency, store)?;
+    let url = hubs.urls[0].clone();
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    println!(
+        "hub on {}, {} process{}",
+        if store.is_some() { "PostgreSQL" } else { "the embedded store" },
+        args.instances,
+        if args.instances > 1 { "es" } else { "" }
+    );
 
     // A browser session, then every subscription through the browser API.
-    let (_, headers, body) = call(&http, "GET", &format!("{url}/api/session"), &[], String::new()).await?;
-    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).context("session cookie")?;
-    let cookie = Arc::new(cookie.split(';').next().unwrap_or_default().to_owned());
-    let body = body.as_str();
-    let token: serde_json::Value = serde_json::from_str(body)?;
-    let token = Arc::new(token["csrfToken"].as_str().context("csrf token")?.to_owned());
     let lines: Vec<String> = std::fs::read_to_string(&list)?.lines().map(str::to_owned).collect();
-    let session = Session { http: http.clone(), url: url.clone(), cookie, token, lines: Arc::new(lines) };
+    let session = session(&http, &url, lines).await?;
     for (what, status) in [("subscribe requests", 201), ("unchanged re-posts", 200)] {
         let seconds = session.post_all(args.subscribers, status).await?;
         println!(
-            "hub: {} {what} ({} in flight) in {seconds:.1} s: {:.0}/s",
+            "  {} {what} ({} in flight) in {seconds:.1} s: {:.0}/s",
             args.count,
             args.subscribers,
             args.count as f64 / seconds
         );
     }
+    if args.admin {
+        let (median, slowest) = admin_page(&http, &url, 21).await?;
+        println!(
+            "  admin page with {} subscriptions: median {median:.1?}, slowest {slowest:.1?} (21 views)",
+            args.count
+        );
+    }
 
     // One send to everyone, from the REST call to the last outcome recorded.
-    let out = Command::new(tidings_binary()?)
-        .args(["hub", "api-key", "create", "--name", "bench", "--data-dir"])
-        .arg(dir.join("hub"))
-        .output()?;
-    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    let key = hubs.subcommand(&["api-key", "create", "--name", "bench"])?.trim().to_owned();
     let auth = format!("Bearer {key}");
     let before = received.load(Ordering::Relaxed);
     let send = format!(r#"{{"to":"everyone","text":"{}","ttl":60}}"#, "x".repeat(100));
@@ -209,8 +362,10 @@ async fn measure(args: &Args, dir: &Path) -> Result<()> {
     let hub_seconds = started.elapsed().as_secs_f64();
     let hub_rate = (received.load(Ordering::Relaxed) - before) as f64 / hub_seconds;
     println!("  hub send to everyone: {hub_seconds:.1} s, {hub_rate:.0}/s, counts {counts}");
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hubs);
+    if args.no_broadcast {
+        return Ok(());
+    }
 
     // tidings broadcast: the same list, the same sink.
     let key = VapidKey::generate()?;

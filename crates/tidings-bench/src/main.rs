@@ -8,6 +8,7 @@
 mod broadcast;
 mod connections;
 mod hub;
+mod hub_lanes;
 mod load;
 mod prepare;
 mod service;
@@ -34,6 +35,8 @@ enum Bench {
     Broadcast(broadcast::Args),
     /// `tidings hub`: subscribe requests per second, and a send to everyone beside `tidings broadcast`.
     Hub(hub::Args),
+    /// `tidings hub`: a targeted send's latency while a broadcast to a slow push service runs.
+    HubLanes(hub_lanes::Args),
     /// Push service end-to-end throughput and latency (POST to delivered and acked).
     Throughput(throughput::Args),
     /// Many user agents reconnecting at once to stored messages.
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Throughput(args) => throughput::run(&args),
         Bench::Broadcast(args) => broadcast::run(&args),
         Bench::Hub(args) => hub::run(&args),
+        Bench::HubLanes(args) => hub_lanes::run(&args),
         Bench::Storm(args) => storm::storm(&args),
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),

@@ -34,7 +34,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// Outcomes recorded in one write, at most.
+/// Recipients claimed, and outcomes recorded, in one write, at most.
 const RECORD_BATCH: usize = 512;
 /// How long outcomes wait to be recorded together, at most.
 const RECORD_DELAY: Duration = Duration::from_millis(50);
@@ -63,7 +63,10 @@ pub struct DispatchConfig {
 }
 
 /// A lane: its engine, the room for recipients claimed but not recorded (twice the
-/// requests it may have in flight), and the claim batch.
+/// requests it may have in flight: what a crash can leave interrupted), and the batch in
+/// which recipients are claimed and outcomes recorded. The batch is a quarter of the room,
+/// so that claims and records overlap with requests instead of waiting for one another
+/// (a database round trip is milliseconds).
 #[derive(Clone)]
 struct LaneState {
     engine: Engine,
@@ -74,7 +77,8 @@ struct LaneState {
 impl LaneState {
     fn new(engine: Engine, concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
-        Self { engine, room: Arc::new(Semaphore::new(concurrency * 2)), batch: concurrency.min(RECORD_BATCH) }
+        let batch = (concurrency / 2).clamp(1, RECORD_BATCH);
+        Self { engine, room: Arc::new(Semaphore::new(concurrency * 2)), batch }
     }
 }
 
@@ -216,7 +220,7 @@ impl Dispatcher {
         let message = Arc::new(message(&send));
         let budgets = Arc::new(Budgets::new(self.config.host_budget));
         let (results, outcomes) = mpsc::channel(RECORD_BATCH * 2);
-        let recorder = tokio::spawn(self.clone().record(id, outcomes, room.clone()));
+        let recorder = tokio::spawn(self.clone().record(id, outcomes, room.clone(), batch));
         let mut requests = JoinSet::new();
         let mut send = send;
         loop {
@@ -291,14 +295,15 @@ impl Dispatcher {
         id: u64,
         mut outcomes: mpsc::Receiver<(SubscriptionId, Outcome)>,
         room: Arc<Semaphore>,
+        size: usize,
     ) -> Option<QueuedSend> {
-        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        let mut batch = Vec::with_capacity(size);
         let mut last = None;
         loop {
             let closed = match tokio::time::timeout(RECORD_DELAY, outcomes.recv()).await {
                 Ok(Some(outcome)) => {
                     batch.push(outcome);
-                    if batch.len() < RECORD_BATCH {
+                    if batch.len() < size {
                         continue;
                     }
                     false

@@ -8,10 +8,15 @@
 //!
 //! The parts, one concept per file:
 //!
-//! * [`store`]: subscriptions, topics, users and queued sends in an embedded database, with
-//!   group commit (the same engine and durability rule as the push service's store).
-//! * [`dispatch`]: the worker that runs queued sends on the fan-out engine and records every
-//!   outcome, so that a restart resumes a send without sending to anyone twice.
+//! * [`model`]: the domain types (subscriptions, sends and their counts, outcomes, owners),
+//!   apart from the REST JSON shapes ([`http::wire`]) and each backend's stored records.
+//! * [`store`]: the storage trait and its conformance suite, with two backends: an embedded
+//!   database with group commit (one process; the same engine and durability rule as the
+//!   push service's store) and PostgreSQL (several hub processes on one database).
+//! * [`dispatch`]: the worker that runs queued sends concurrently on the fan-out engine, in
+//!   two lanes (targeted sends never wait behind broadcasts), claiming recipients with
+//!   leases before their requests leave and recording every outcome, so that a restart or
+//!   another process resumes a send without sending to anyone twice.
 //! * [`notification`]: the Declarative Web Push payload format (`web_push: 8030`).
 //! * [`subscribe`]: what the browser sends, checked (endpoint, keys, topics).
 //! * [`ownership`]: who may change a subscription (the proof is its `auth` secret), and what
@@ -19,8 +24,9 @@
 //! * [`client_ip`]: the client address rate limits count, behind trusted reverse proxies.
 //! * [`csrf`]: same-origin checks and per-session tokens for the browser-facing routes.
 //! * [`user_token`]: the signed, single-use token an app gives its page to name the user.
-//! * [`api_keys`]: the app's API keys, stored hashed in a file.
-//! * [`secrets`]: the hub's VAPID key and its signing secret, generated on first start.
+//! * [`api_keys`]: the app's API keys, stored hashed (in a file, or in the database).
+//! * [`secrets`]: the hub's VAPID key and its signing secrets, generated on first start (in
+//!   files, or in the database for every process of a deployment).
 //! * [`http`]: the routes: browser API, app API (with its OpenAPI document) and admin page.
 //! * [`server`], [`config`]: starting, serving and the settings.
 

@@ -30,7 +30,7 @@
 
 pub mod record;
 
-use super::{Claimed, Created, Removal, Result, Saved, Store, StoreError};
+use super::{ClaimHints, Claimed, Created, Removal, Result, Saved, Store, StoreError};
 use crate::model::{
     AdminSession, INTERRUPTED, IdempotencyKey, NewSend, Outcome, Owner, Pruning, QueuedSend, SendStatus,
     Subscription, SubscriptionChange, SubscriptionCounts, SubscriptionId, Target,
@@ -107,6 +107,9 @@ impl group_commit::Apply for Closures {
 pub struct EmbeddedStore {
     keyspaces: Arc<Keyspaces>,
     writer: Writer<Closures>,
+    /// Where each send's next claim starts, past the deletions (tombstones) of the
+    /// recipients recorded so far.
+    hints: ClaimHints,
 }
 
 fn index_key(name: &str, id: SubscriptionId) -> Vec<u8> {
@@ -191,7 +194,7 @@ impl EmbeddedStore {
         let writer =
             Writer::spawn("tidings-hub-writer", keyspaces.clone(), Closures, MAX_BATCH, MAX_BATCH * 4)
                 .map_err(error)?;
-        Ok(Self { keyspaces, writer })
+        Ok(Self { keyspaces, writer, hints: ClaimHints::default() })
     }
 
     /// Brings a database of an earlier version up to date; the hub calls it once, before
@@ -640,30 +643,45 @@ impl Store for EmbeddedStore {
     }
 
     async fn claim(&self, id: u64, owner: Owner, lease_until: u64, limit: usize) -> Result<Vec<Claimed>> {
-        self.write(move |ks, tx| {
-            let start = item_key(id, SubscriptionId([0; 16]));
-            let end = item_key(id, SubscriptionId([0xff; 16]));
-            let mut claimed = Vec::new();
-            for entry in tx.range(&ks.items, start..=end) {
-                let (k, v) = entry.into_inner()?;
-                if v.as_ref() == [UNCLAIMED] {
-                    claimed.push(id_at(&k, 8)?);
-                    if claimed.len() >= limit {
+        let hint = self.hints.get(id);
+        let mut claimed: Vec<Claimed> = self
+            .write(move |ks, tx| {
+                // From the hint on, then up to it when that finds none (a released
+                // recipient may lie behind it).
+                let (first, last) = (SubscriptionId([0; 16]), SubscriptionId([0xff; 16]));
+                let mut found = Vec::new();
+                let ranges = match hint {
+                    Some(hint) => vec![(hint, last), (first, hint)],
+                    None => vec![(first, last)],
+                };
+                for (from, to) in ranges {
+                    if !found.is_empty() {
                         break;
                     }
+                    for entry in tx.range(&ks.items, item_key(id, from)..=item_key(id, to)) {
+                        let (k, v) = entry.into_inner()?;
+                        if v.as_ref() == [UNCLAIMED] && found.len() < limit {
+                            found.push(id_at(&k, 8)?);
+                        }
+                        if found.len() >= limit {
+                            break;
+                        }
+                    }
                 }
-            }
-            let lease = encode(&lease_until);
-            claimed
-                .into_iter()
-                .map(|sub| {
-                    tx.insert(&ks.items, item_key(id, sub), [&[CLAIMED][..], &owner.0].concat());
-                    tx.insert(&ks.claims, claim_key(owner, id, sub), lease.clone());
-                    Ok((sub, subscription(tx, ks, sub)?))
-                })
-                .collect()
-        })
-        .await
+                let lease = encode(&lease_until);
+                found
+                    .iter()
+                    .map(|&sub| {
+                        tx.insert(&ks.items, item_key(id, sub), [&[CLAIMED][..], &owner.0].concat());
+                        tx.insert(&ks.claims, claim_key(owner, id, sub), lease.clone());
+                        Ok((sub, subscription(tx, ks, sub)?))
+                    })
+                    .collect()
+            })
+            .await?;
+        claimed.sort_by_key(|(id, _)| *id);
+        self.hints.update(id, &claimed);
+        Ok(claimed)
     }
 
     async fn renew(&self, owner: Owner, lease_until: u64) -> Result<u64> {

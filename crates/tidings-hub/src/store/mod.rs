@@ -93,6 +93,34 @@ pub struct Created {
 /// started.
 pub type Claimed = (SubscriptionId, Option<Subscription>);
 
+/// Per send, the last recipient this process claimed: its next claim looks from there, not
+/// from the send's first item, past every recipient recorded so far (deleted items that
+/// the backend skips one by one until it compacts or vacuums them).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ClaimHints(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, SubscriptionId>>>,
+);
+
+impl ClaimHints {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, SubscriptionId>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where the next claim of send `id` starts looking.
+    pub(crate) fn get(&self, id: u64) -> Option<SubscriptionId> {
+        self.lock().get(&id).copied()
+    }
+
+    /// Remembers the last of `claimed` (in order); forgets the send when nothing was left.
+    pub(crate) fn update(&self, id: u64, claimed: &[Claimed]) {
+        let mut hints = self.lock();
+        match claimed.last() {
+            Some((last, _)) => hints.insert(id, *last),
+            None => hints.remove(&id),
+        };
+    }
+}
+
 /// Everything the hub stores. Every method is one atomic, durable operation.
 pub trait Store: Send + Sync + 'static {
     /// What `registration` would do, read from a snapshot: nothing is written (see
@@ -150,7 +178,9 @@ pub trait Store: Send + Sync + 'static {
     -> impl Future<Output = Result<QueuedSend>> + Send;
 
     /// Claims up to `limit` unclaimed recipients of a send for `owner`, until `lease_until`,
-    /// before any request leaves. Two claimers never get the same recipient.
+    /// before any request leaves. Two claimers never get the same recipient. A claim may
+    /// come up short while more is claimable (a recipient given back is found by a later
+    /// claim); only an empty answer says that nothing is left.
     fn claim(
         &self,
         id: u64,
