@@ -263,24 +263,23 @@ impl Dispatcher {
             while requests.try_join_next().is_some() {}
         }
         drop(results);
-        let mut unstarted = Vec::new();
+        let mut unstarted = 0;
         while let Some(done) = requests.join_next().await {
-            if let Ok(Some(sub)) = done {
-                unstarted.push(sub);
+            if let Ok(Some(_)) = done {
+                unstarted += 1;
             }
         }
-        if !unstarted.is_empty() {
-            // Claimed, never sent: for the next start, or another hub.
-            room.add_permits(unstarted.len());
-            let count = unstarted.len();
-            persistently(|| self.store.release(id, self.owner, unstarted.clone())).await;
-            tracing::info!(
-                send = id,
-                recipients = count,
-                "stopping: recipients not yet sent are queued again"
-            );
+        room.add_permits(unstarted);
+        let last = recorder.await;
+        // Every request this task started has its outcome recorded now: whatever it still
+        // holds was never sent (requests that never started, or a claim whose answer was
+        // lost on its way back from the database and was made again). Given back, it is
+        // claimed again by this hub's next look at the queue, or by another hub.
+        let released = persistently(|| self.store.release(id, self.owner, None)).await;
+        if released > 0 {
+            tracing::info!(send = id, recipients = released, "recipients not sent are queued again");
         }
-        match recorder.await {
+        match last {
             Ok(Some(last)) if last.status == crate::model::SendStatus::Done => {
                 tracing::info!(send = id, counts = ?last.counts, "send finished")
             }

@@ -315,7 +315,7 @@ async fn leases_release_and_recovery(store: impl Store) {
     assert_eq!((now.counts.failed, now.errors[0].reason.as_str()), (2, crate::model::INTERRUPTED));
     assert!(of_b.iter().all(|(s, _)| now.errors.iter().any(|e| e.subscription == *s)));
     // Given back, recipients are claimable again; recorded ones never are.
-    store.release(send.id, a, vec![of_a[0].0]).await.unwrap();
+    assert_eq!(store.release(send.id, a, Some(vec![of_a[0].0])).await.unwrap(), 1);
     let again = claim_all(&store, send.id, b, 5000).await;
     assert_eq!(again.len(), 3, "the released one and the two never claimed");
     assert!(again.iter().any(|(s, _)| *s == of_a[0].0));
