@@ -155,6 +155,15 @@ async fn bad_push_requests_get_their_errno_and_store_nothing() {
             401,
             109,
         ),
+        // Bad credentials and a bad message: the credentials are answered first (as autopush).
+        (
+            "garbage VAPID, no TTL, bad encoding",
+            vec![("authorization", "vapid t=abc.def.ghi, k=BBBB"), ("content-encoding", "gzip")],
+            body.clone(),
+            401,
+            109,
+        ),
+        ("no VAPID, no Content-Encoding", vec![("ttl", "60")], body.clone(), 401, 109),
     ];
     for (what, headers, body, status, expected) in cases {
         let response = raw_post(&sender, &endpoint, &headers, body).await;
@@ -218,6 +227,8 @@ async fn unsubscribed_endpoint_is_gone() {
     assert_eq!((reply["messageType"].as_str(), reply["status"].as_u64()), (Some("unregister"), Some(200)));
     let response = sender.push(&sub, "too late").await;
     assert_eq!((response.status.as_u16(), errno(&response)), (410, Some(103)), "{response:?}");
+    // The verdict is final: senders and caches may keep it for a day.
+    assert_eq!(response.headers["cache-control"], "max-age=86400");
 }
 
 #[tokio::test]

@@ -75,6 +75,29 @@ pub fn validate(
     now: u64,
     vapid: &VapidCache,
 ) -> Result<Validated, ApiError> {
+    // Authorization first: a sender whose credentials are wrong learns that before anything
+    // about its message, as autopush answers and senders expect.
+    let crypto_key = header_str(headers, "crypto-key")?;
+    match (header_str(headers, "authorization")?, endpoint.key_hash) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(refuse(
+                Errno::Unauthorized,
+                "this subscription requires VAPID: send Authorization: vapid t=..., k=...",
+            ));
+        }
+        (Some(authorization), restricted) => {
+            let public_key = vapid
+                .verify(authorization, crypto_key, audience, now)
+                .map_err(|e| refuse(Errno::Unauthorized, format!("invalid VAPID credentials: {e}")))?;
+            if restricted.is_some_and(|hash| hash != key_hash(&public_key)) {
+                return Err(refuse(
+                    Errno::KeyMismatch,
+                    "the VAPID key is not the applicationServerKey this subscription was created with",
+                ));
+            }
+        }
+    }
     let ttl = header_str(headers, "ttl")?.ok_or_else(|| refuse(Errno::MissingTtl, "Missing TTL header"))?;
     let ttl = parse_ttl(ttl)
         .ok_or_else(|| refuse(Errno::MissingTtl, "TTL must be a non-negative integer number of seconds"))?;
@@ -85,7 +108,6 @@ pub fn validate(
         .map(|t| t.parse::<Topic>().map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Topic: {e}"))))
         .transpose()?;
 
-    let crypto_key = header_str(headers, "crypto-key")?;
     let (encoding, encryption) = if body_len == 0 {
         (None, None)
     } else {
@@ -111,26 +133,6 @@ pub fn validate(
         (Some(encoding), encryption)
     };
 
-    match (header_str(headers, "authorization")?, endpoint.key_hash) {
-        (None, None) => {}
-        (None, Some(_)) => {
-            return Err(refuse(
-                Errno::Unauthorized,
-                "this subscription requires VAPID: send Authorization: vapid t=..., k=...",
-            ));
-        }
-        (Some(authorization), restricted) => {
-            let public_key = vapid
-                .verify(authorization, crypto_key, audience, now)
-                .map_err(|e| refuse(Errno::Unauthorized, format!("invalid VAPID credentials: {e}")))?;
-            if restricted.is_some_and(|hash| hash != key_hash(&public_key)) {
-                return Err(refuse(
-                    Errno::KeyMismatch,
-                    "the VAPID key is not the applicationServerKey this subscription was created with",
-                ));
-            }
-        }
-    }
     Ok(Validated {
         ttl: ttl.min(max_ttl),
         topic,
@@ -158,6 +160,13 @@ impl<S: Store> App<S> {
             }
             Errno::TooManyPending | Errno::Unavailable => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+            }
+            // An unsubscribed endpoint never comes back: senders and caches may keep the
+            // verdict for a day (as autopush says).
+            Errno::Gone => {
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
             }
             _ => {}
         }

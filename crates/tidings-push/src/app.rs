@@ -1,10 +1,12 @@
 //! What every connection and request shares.
 
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::token::TokenKeys;
 use crate::vapid_cache::VapidCache;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The push service's shared state.
@@ -23,6 +25,8 @@ pub struct App<S> {
     pub audience: String,
     /// VAPID tokens already verified.
     pub vapid: VapidCache,
+    /// Connections and new user agents, counted against their caps.
+    pub limits: Arc<Limits>,
 }
 
 impl<S> App<S> {
@@ -30,7 +34,9 @@ impl<S> App<S> {
     pub fn new(config: Config, store: S, keys: TokenKeys) -> Self {
         let audience = origin(&config.public_url);
         let metrics = Metrics::new(&config.node_id);
+        let limits = Limits::new(config.caps);
         Self {
+            limits,
             config,
             store,
             registry: Registry::default(),

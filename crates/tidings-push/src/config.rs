@@ -1,6 +1,7 @@
 //! The push service's settings. Every one has a default that works on a laptop; the CLI
 //! fills them from flags, `TIDINGS_*` environment variables and a TOML file.
 
+pub use crate::limits::Caps;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Config {
     pub endpoint_keys: Option<String>,
     /// This node's name in routing entries (multi-node deployments).
     pub node_id: String,
+    /// Caps on connections and new user agents (0 turns one off).
+    pub caps: Caps,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             write_timeout: Duration::from_secs(10),
             endpoint_keys: None,
             node_id: format!("node-{}", std::process::id()),
+            caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
         }
     }
 }

@@ -11,6 +11,8 @@
 
 use crate::api;
 use crate::app::App;
+use crate::limits::Refusal;
+use crate::server::Peer;
 use crate::ws;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tidings_store::Store;
 use tidings_websocket::handshake;
@@ -61,6 +64,21 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
         }
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    // Admitted before the upgrade, so that a refusal is a plain 503 and the connections
+    // already open are untouched.
+    let peer = request.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    let slot = match app.limits.connect(peer) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            app.metrics.refuse(refusal.label());
+            let message = match refusal {
+                Refusal::Connections => "this node holds as many connections as it may; try another or later",
+                _ => "too many connections from this address; try again later",
+            };
+            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "60")], format!("{message}\n"))
+                .into_response();
+        }
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -76,9 +94,11 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
                     if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(ws::SEND_BUFFER) {
                         tracing::debug!(error = %e, "could not size the send buffer");
                     }
-                    ws::serve(app, tcp, pre_read).await
+                    ws::serve(app, tcp, pre_read, slot).await
                 }
-                Err(upgraded) => ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Vec::new()).await,
+                Err(upgraded) => {
+                    ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Vec::new(), slot).await
+                }
             },
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }

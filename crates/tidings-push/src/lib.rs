@@ -14,6 +14,8 @@
 //! * [`token`]: endpoint and message URLs as sealed capabilities.
 //! * [`vapid_cache`]: VAPID tokens already verified, so a signature is checked once.
 //! * [`registry`]: the connected user agents and their bounded mailboxes.
+//! * [`limits`]: what one anonymous client may hold or create (connections per node and per
+//!   address, new user agents per address).
 //! * [`http`]: routes (`/`, `/push/…`, `/m/…`, `/health`, `/metrics`, `/errors`).
 //! * [`server`]: listening, TLS, expiry sweeping and graceful shutdown.
 //! * [`config`], [`metrics`], [`app`]: settings, counters and the shared state.
@@ -22,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod server;

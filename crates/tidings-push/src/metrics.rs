@@ -14,6 +14,14 @@ pub struct ErrnoLabel {
     pub errno: u16,
 }
 
+/// Labels for refusals: which limit refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// The limit (`connections`, `connections_per_address`, `new_users_per_address`,
+    /// `client_pings`).
+    pub limit: &'static str,
+}
+
 /// Labels for the node this process is.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabel {
@@ -40,6 +48,8 @@ pub struct Metrics {
     pub acked: Counter,
     /// Push API errors, by errno.
     pub errors: Family<ErrnoLabel, Counter>,
+    /// Clients refused by a limit, by limit.
+    pub refused: Family<LimitLabel, Counter>,
     /// Seconds from the start of a POST to its 201 (durable storage included).
     pub accept_seconds: Histogram,
     /// Seconds from a POST's 201 to the notification being written to the user agent.
@@ -63,6 +73,7 @@ impl Metrics {
             expired: Counter::default(),
             acked: Counter::default(),
             errors: Family::default(),
+            refused: Family::default(),
             accept_seconds: buckets(),
             delivery_seconds: buckets(),
             node: Family::default(),
@@ -85,6 +96,7 @@ impl Metrics {
         registry.register("messages_expired", "Messages removed after their TTL", metrics.expired.clone());
         registry.register("messages_acked", "Messages acknowledged and deleted", metrics.acked.clone());
         registry.register("push_errors", "Push API errors by errno", metrics.errors.clone());
+        registry.register("refused", "Clients refused by a limit, by limit", metrics.refused.clone());
         registry.register(
             "accept_latency_seconds",
             "POST to 201, storage included",
@@ -96,6 +108,11 @@ impl Metrics {
             metrics.delivery_seconds.clone(),
         );
         Self { registry, ..metrics }
+    }
+
+    /// Counts a client refused by `limit`.
+    pub fn refuse(&self, limit: &'static str) {
+        self.refused.get_or_create(&LimitLabel { limit }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

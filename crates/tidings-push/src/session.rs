@@ -25,6 +25,15 @@ pub const MAX_IN_FLIGHT: usize = 10_000;
 /// save and its hand-over to the mailbox; that moment is milliseconds, this is generous.
 pub const ACK_MEMORY: Duration = Duration::from_secs(10);
 
+/// Client pings (`{}`) a connection may send at once; one more is allowed every
+/// [`PING_REFILL`]. Browsers ping when they suspect the connection (minutes apart, or after
+/// a network change); a client pinging in a loop is closed, as autopush does.
+pub const PING_BURST: u32 = 4;
+/// How often a connection earns another client ping.
+pub const PING_REFILL: Duration = Duration::from_secs(30);
+/// The close reason for a client that pings beyond its allowance.
+pub const TOO_MANY_PINGS: &str = "too many pings";
+
 /// What the shell must do for a frame that needs storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -82,6 +91,8 @@ pub struct Session {
     in_flight: HashSet<MessageId>,
     /// Ids acknowledged recently, and when, so that a late second copy is not sent again.
     recently_acked: HashMap<MessageId, Instant>,
+    /// Client pings used from the burst, and when the count last fell.
+    pings: Option<(u32, Instant)>,
 }
 
 impl Session {
@@ -95,9 +106,12 @@ impl Session {
         self.uaid
     }
 
-    /// Handles one text frame.
-    pub fn receive(&self, text: &str) -> Result<Step, Violation> {
+    /// Handles one text frame, received at `now`.
+    pub fn receive(&mut self, text: &str, now: Instant) -> Result<Step, Violation> {
         let message = ClientMessage::parse(text).map_err(|e| violation(e.to_string()))?;
+        if message == ClientMessage::Ping {
+            self.count_ping(now)?;
+        }
         match (&self.uaid, message) {
             (None, ClientMessage::Hello { uaid, use_webpush, .. }) => {
                 if !use_webpush {
@@ -136,6 +150,21 @@ impl Session {
                 Ok(Step::Reply(ServerMessage::Broadcast { broadcasts: Default::default() }.to_json()))
             }
         }
+    }
+
+    /// Spends one client ping of the burst; refills one per [`PING_REFILL`] since.
+    fn count_ping(&mut self, now: Instant) -> Result<(), Violation> {
+        let (used, since) = self.pings.get_or_insert((0, now));
+        let earned = now.saturating_duration_since(*since).as_secs() / PING_REFILL.as_secs();
+        if earned > 0 {
+            *used = used.saturating_sub(u32::try_from(earned).unwrap_or(u32::MAX));
+            *since = now;
+        }
+        if *used >= PING_BURST {
+            return Err(violation(TOO_MANY_PINGS));
+        }
+        *used += 1;
+        Ok(())
     }
 
     /// Completes `hello`: the session now belongs to `uaid`.
@@ -245,9 +274,13 @@ mod tests {
     const KEY: &str =
         "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8=";
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn ready() -> Session {
         let mut s = Session::new();
-        let step = s.receive(r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#).unwrap();
+        let step = s.receive(r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#, now()).unwrap();
         assert_eq!(step, Step::Do(Command::Hello { uaid: None }));
         let reply = s.hello_reply(Uaid([1; 16]));
         assert!(
@@ -272,27 +305,29 @@ mod tests {
 
     #[test]
     fn hello_first() {
-        let s = Session::new();
-        assert_eq!(s.receive("{}").unwrap(), Step::Reply("{}".into()));
-        assert!(s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#)).is_err());
-        assert!(s.receive(r#"{"messageType":"hello","use_webpush":false}"#).is_err());
-        assert!(s.receive("garbage").is_err());
-        let s = ready();
-        assert!(s.receive(r#"{"messageType":"hello","use_webpush":true}"#).is_err());
+        let mut s = Session::new();
+        assert_eq!(s.receive("{}", now()).unwrap(), Step::Reply("{}".into()));
+        assert!(s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).is_err());
+        assert!(s.receive(r#"{"messageType":"hello","use_webpush":false}"#, now()).is_err());
+        assert!(s.receive("garbage", now()).is_err());
+        let mut s = ready();
+        assert!(s.receive(r#"{"messageType":"hello","use_webpush":true}"#, now()).is_err());
     }
 
     #[test]
     fn register_with_and_without_key() {
-        let s = ready();
+        let mut s = ready();
         let step = s
-            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"{KEY}"}}"#))
+            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"{KEY}"}}"#), now())
             .unwrap();
         let Step::Do(Command::Register { key: Some(key), .. }) = step else { panic!("{step:?}") };
         assert_eq!(b64::encode(key.as_bytes()), KEY.trim_end_matches('='));
-        let step = s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#)).unwrap();
+        let step =
+            s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).unwrap();
         assert!(matches!(step, Step::Do(Command::Register { key: None, .. })));
-        let bad =
-            s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"AAAA"}}"#)).unwrap();
+        let bad = s
+            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"AAAA"}}"#), now())
+            .unwrap();
         assert_eq!(
             bad,
             Step::Reply(format!(r#"{{"messageType":"register","channelID":"{CHID}","status":400}}"#))
@@ -311,7 +346,7 @@ mod tests {
         let step = s
             .receive(&format!(
                 r#"{{"messageType":"ack","updates":[{{"channelID":"{CHID}","version":"2a","code":100}}]}}"#
-            ))
+            ), now)
             .unwrap();
         assert_eq!(step, Step::Do(Command::Ack(vec![(CHID.parse().unwrap(), 42)])));
         s.acked([42], now);
@@ -321,8 +356,23 @@ mod tests {
         assert!(s.notification(&message(42), now + ACK_MEMORY).is_some());
         assert!(s.recently_acked.is_empty() && s.recently_acked.capacity() == 0);
         let junk =
-            s.receive(r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#).unwrap();
+            s.receive(r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#, now).unwrap();
         assert_eq!(junk, Step::Nothing);
+    }
+
+    #[test]
+    fn client_pings_are_rate_limited() {
+        let mut s = ready();
+        let start = Instant::now();
+        for _ in 0..PING_BURST {
+            assert_eq!(s.receive("{}", start).unwrap(), Step::Reply("{}".into()));
+        }
+        assert!(s.receive("{}", start + Duration::from_secs(1)).is_err(), "a burst beyond the allowance");
+        let mut s = ready();
+        for n in 0..20u32 {
+            let at = start + PING_REFILL * n;
+            assert_eq!(s.receive("{}", at).unwrap(), Step::Reply("{}".into()), "one per refill is fine");
+        }
     }
 
     #[test]

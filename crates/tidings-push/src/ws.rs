@@ -9,6 +9,7 @@
 //! reader can never make the server buffer without bound.
 
 use crate::app::{App, unix_now};
+use crate::limits::Slot;
 use crate::registry::{Delivery, Mailbox};
 use crate::session::{Command, Session, Step};
 use crate::token::{Endpoint, key_hash};
@@ -57,8 +58,8 @@ impl From<io::Error> for End {
 }
 
 /// Serves one upgraded connection until it ends. `pre_read` holds bytes that arrived with
-/// the upgrade request, if any.
-pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Vec<u8>) {
+/// the upgrade request, if any; `slot` is its place in the node's connection count.
+pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Vec<u8>, slot: Slot) {
     app.metrics.connections.inc();
     let mut connection = Connection {
         app: &app,
@@ -67,6 +68,7 @@ pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_r
         session: Session::new(),
         mailbox: None,
         refetch: false,
+        slot,
     };
     let end = connection.run(pre_read).await;
     tracing::debug!(?end, uaid = ?connection.session.uaid(), "connection ended");
@@ -88,6 +90,8 @@ struct Connection<'a, S, T> {
     mailbox: Option<Arc<Mailbox>>,
     /// Messages were left in storage (mailbox overflow, or too many in flight): read again.
     refetch: bool,
+    /// Given back when the connection ends; counts the new user agents of its client.
+    slot: Slot,
 }
 
 impl<S: Store, T: Transport> Connection<'_, S, T> {
@@ -201,11 +205,16 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
     /// Handles one event; `false` when the user agent closed.
     async fn handle(&mut self, event: Incoming) -> Result<bool, End> {
         match event {
-            Incoming::Text(text) => match self.session.receive(&text) {
+            Incoming::Text(text) => match self.session.receive(&text, std::time::Instant::now()) {
                 Ok(Step::Reply(frame)) => self.send(&[frame]).await?,
                 Ok(Step::Do(command)) => self.execute(command).await?,
                 Ok(Step::Nothing) => {}
-                Err(violation) => return Err(End::Closed(violation.code, violation.reason)),
+                Err(violation) => {
+                    if violation.reason == crate::session::TOO_MANY_PINGS {
+                        self.app.metrics.refuse("client_pings");
+                    }
+                    return Err(End::Closed(violation.code, violation.reason));
+                }
             },
             Incoming::Ping(payload) => self.write_frame(Opcode::Pong, &payload).await?,
             Incoming::Binary => {
@@ -233,6 +242,11 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 let uaid = match known {
                     Some(uaid) => uaid,
                     None => {
+                        if let Err(refusal) = self.slot.new_user(std::time::Instant::now()) {
+                            app.metrics.refuse(refusal.label());
+                            let reason = "too many new user agents from this address; try again later";
+                            return Err(End::Closed(close_code::TRY_AGAIN_LATER, reason.into()));
+                        }
                         let uaid = new_uaid();
                         app.store.add_user(uaid, unix_now()).await.map_err(unavailable)?;
                         uaid
@@ -399,7 +413,9 @@ mod tests {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let future = super::serve(app, tcp, Vec::new());
+        let address = tcp.peer_addr().unwrap().ip();
+        let slot = app.limits.connect(address).unwrap();
+        let future = super::serve(app, tcp, Vec::new(), slot);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1024, "the connection future grew to {size} bytes");
         drop(future);

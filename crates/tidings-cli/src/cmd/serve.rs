@@ -61,6 +61,19 @@ pub struct ServeArgs {
     /// Undelivered messages one subscription may hold before POSTs get 429 [default: 1000].
     #[arg(long, env = "TIDINGS_MAX_PENDING", value_name = "COUNT")]
     max_pending: Option<usize>,
+    /// WebSocket connections this node holds at most; beyond it new ones get 503 before
+    /// the upgrade (0: no cap) [default: 100000].
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "COUNT")]
+    max_connections: Option<usize>,
+    /// WebSocket connections one client address (an IPv6 /64) may hold; loopback is not
+    /// counted (0: no cap) [default: 1000].
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_ADDRESS", value_name = "COUNT")]
+    max_connections_per_address: Option<usize>,
+    /// New user agents (hellos without a known uaid) one client address may create per
+    /// minute; beyond it the connection is closed with 1013, try again later (0: no cap)
+    /// [default: 30].
+    #[arg(long, env = "TIDINGS_NEW_USERS_PER_ADDRESS", value_name = "COUNT")]
+    new_users_per_address: Option<usize>,
     /// Seconds a new WebSocket has to say hello [default: 10].
     #[arg(long, env = "TIDINGS_HELLO_TIMEOUT", value_name = "SECONDS")]
     hello_timeout: Option<u64>,
@@ -96,6 +109,9 @@ struct FileConfig {
     max_body: Option<usize>,
     max_ttl: Option<u32>,
     max_pending: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    new_users_per_address: Option<usize>,
     hello_timeout: Option<u64>,
     write_timeout: Option<u64>,
     endpoint_keys_file: Option<PathBuf>,
@@ -213,6 +229,15 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
             bail!("--max-pending must be at least 1");
         }
         config.max_pending = max_pending;
+    }
+    if let Some(count) = args.max_connections.or(file.max_connections) {
+        config.caps.connections = count;
+    }
+    if let Some(count) = args.max_connections_per_address.or(file.max_connections_per_address) {
+        config.caps.connections_per_address = count;
+    }
+    if let Some(count) = args.new_users_per_address.or(file.new_users_per_address) {
+        config.caps.new_users_per_address = count;
     }
     if let Some(seconds) = args.hello_timeout.or(file.hello_timeout) {
         config.hello_timeout = Duration::from_secs(seconds.max(1));

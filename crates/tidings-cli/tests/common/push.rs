@@ -23,18 +23,20 @@ pub struct Service {
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<String>>,
     args: Vec<String>,
+    /// The address listened on: loopback, or every address.
+    host: &'static str,
 }
 
 /// Spawns `tidings serve` and waits until it says it is ready.
 fn spawn(
     data_dir: &std::path::Path,
-    port: u16,
+    (host, port): (&str, u16),
     args: &[String],
     env: &[(&str, &str)],
 ) -> (Child, Arc<Mutex<String>>) {
     let mut command = tidings();
     command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
+        .args(["serve", "--listen", &format!("{host}:{port}"), "--data-dir", data_dir.to_str().unwrap()])
         .args(args)
         .envs(env.iter().copied())
         .env("TIDINGS_LOG", "info");
@@ -57,14 +59,27 @@ impl Service {
         Self::launch(super::free_port(), args, env)
     }
 
+    /// Starts a service listening on every address (`0.0.0.0`), so that clients can reach
+    /// it from the machine's own non-loopback address.
+    pub fn start_on_every_address(args: &[&str]) -> Self {
+        let port = super::free_port();
+        let public_url = format!("http://127.0.0.1:{port}");
+        let args: Vec<&str> = args.iter().copied().chain(["--public-url", &public_url]).collect();
+        Self::launch_on("0.0.0.0", port, &args, &[])
+    }
+
     fn launch(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch_on("127.0.0.1", port, args, env)
+    }
+
+    fn launch_on(host: &'static str, port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data_dir = std::env::temp_dir().join(format!("tidings-serve-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (child, log) = spawn(&data_dir, port, &args, env);
-        Self { child, port, data_dir, log, args }
+        let (child, log) = spawn(&data_dir, (host, port), &args, env);
+        Self { child, port, data_dir, log, args, host }
     }
 
     pub fn url(&self) -> String {
@@ -83,7 +98,7 @@ impl Service {
 
     /// Starts again on the same port and data directory (after [`Service::kill9`]).
     pub fn restart(&mut self) {
-        let (child, log) = spawn(&self.data_dir, self.port, &self.args, &[]);
+        let (child, log) = spawn(&self.data_dir, (self.host, self.port), &self.args, &[]);
         self.child = child;
         self.log = log;
     }

@@ -1,0 +1,136 @@
+//! `tidings serve`'s limits on anonymous clients, as a black box: each refusal is the
+//! protocol's answer, is counted in /metrics, and leaves the clients already connected
+//! unharmed.
+
+mod common;
+
+use common::push::{Agent, Sender, Service, connect, metric};
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::net::{IpAddr, UdpSocket};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The upgrade request's answer: its status and `Retry-After`, over a raw socket.
+async fn upgrade_status(host: &str, port: u16) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect((host, port)).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: push-notification\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let retry = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_owned()));
+    (status, retry)
+}
+
+/// This machine's own address on its default route: reaching a service on it comes from a
+/// non-loopback address, which the per-address limits count (no packet is sent to find it).
+fn own_address() -> IpAddr {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.connect("192.0.2.1:9").expect("this machine has a default route");
+    let address = socket.local_addr().unwrap().ip();
+    assert!(!address.is_loopback(), "no non-loopback address to test from");
+    address
+}
+
+/// A live delivery to `agent` still works.
+async fn still_served(agent: &mut Agent) {
+    let sub = agent.register(None).await;
+    let sender = Sender::new();
+    assert_eq!(sender.push(&sub, "still here").await.status, 201);
+    let notification = agent.notification().await;
+    assert_eq!(sub.decrypt(&notification), b"still here");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_node_cap_get_503_before_the_upgrade() {
+    let service = Service::start(&["--max-connections", "3"]);
+    let mut agents = Vec::new();
+    for _ in 0..3 {
+        agents.push(Agent::hello(&service.ws_url(), None).await);
+    }
+    let (status, retry) = upgrade_status("127.0.0.1", service.port).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("60")));
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"connections\"}").await, Some(1.0));
+    still_served(&mut agents[0]).await;
+    // A closed connection frees its place.
+    agents.pop().unwrap().close().await;
+    let mut again = None;
+    for _ in 0..50 {
+        if upgrade_status("127.0.0.1", service.port).await.0 == 101 {
+            again = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the place of a closed connection was not given back");
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped_but_not_from_loopback() {
+    let address = own_address().to_string();
+    let service = Service::start_on_every_address(&["--max-connections-per-address", "2"]);
+    let url = format!("ws://{address}:{}/", service.port);
+    let mut first = Agent::hello(&url, None).await;
+    let _second = Agent::hello(&url, None).await;
+    let (status, retry) = upgrade_status(&address, service.port).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("60")));
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"connections_per_address\"}").await, Some(1.0));
+    // Loopback (tests, a reverse proxy on the same host) is not counted per address.
+    let local_url = service.ws_url();
+    let mut local = Vec::new();
+    for _ in 0..4 {
+        local.push(Agent::hello(&local_url, None).await);
+    }
+    still_served(&mut first).await;
+}
+
+#[tokio::test]
+async fn new_user_agents_per_address_are_capped_returning_ones_are_not() {
+    let address = own_address().to_string();
+    let service = Service::start_on_every_address(&["--new-users-per-address", "2"]);
+    let url = format!("ws://{address}:{}/", service.port);
+    let mut first = Agent::hello(&url, None).await;
+    let second = Agent::hello(&url, None).await;
+    let uaid = second.uaid.clone();
+    second.close().await;
+    // A third new user agent within the minute: closed with 1013, try again later.
+    let mut ws = connect(&url).await;
+    ws.send(Frame::text(r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#)).await.unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let Frame::Close(Some(close)) = frame else { panic!("expected a close frame, got {frame:?}") };
+    assert_eq!(close.code, CloseCode::Again, "{close:?}");
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"new_users_per_address\"}").await, Some(1.0));
+    // A user agent that comes back with its uaid is not a new one.
+    let back = Agent::hello(&url, Some(&uaid)).await;
+    assert_eq!(back.uaid, uaid);
+    still_served(&mut first).await;
+}
+
+#[tokio::test]
+async fn a_client_pinging_in_a_loop_is_closed() {
+    let service = Service::start(&[]);
+    let mut calm = Agent::hello(&service.ws_url(), None).await;
+    let mut noisy = Agent::hello(&service.ws_url(), None).await;
+    // Browsers ping now and then: a few pings in a row are answered...
+    for _ in 0..4 {
+        noisy.send(serde_json::json!({})).await;
+        assert_eq!(noisy.recv().await, serde_json::json!({}));
+    }
+    // ...a loop of them is closed as a policy violation.
+    noisy.send(serde_json::json!({})).await;
+    let frame =
+        tokio::time::timeout(Duration::from_secs(5), noisy.ws.next()).await.unwrap().unwrap().unwrap();
+    let Frame::Close(Some(close)) = frame else { panic!("expected a close frame, got {frame:?}") };
+    assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "too many pings"));
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"client_pings\"}").await, Some(1.0));
+    still_served(&mut calm).await;
+}
