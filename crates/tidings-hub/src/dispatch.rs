@@ -275,7 +275,7 @@ impl Dispatcher {
         // holds was never sent (requests that never started, or a claim whose answer was
         // lost on its way back from the database and was made again). Given back, it is
         // claimed again by this hub's next look at the queue, or by another hub.
-        let released = persistently(|| self.store.release(id, self.owner, None)).await;
+        let released = persistently(|| self.store.release(id, self.owner)).await;
         if released > 0 {
             tracing::info!(send = id, recipients = released, "recipients not sent are queued again");
         }

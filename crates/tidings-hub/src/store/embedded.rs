@@ -697,28 +697,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn release(&self, id: u64, owner: Owner, ids: Option<Vec<SubscriptionId>>) -> Result<u64> {
+    async fn release(&self, id: u64, owner: Owner) -> Result<u64> {
         self.write(move |ks, tx| {
-            let ids = match &ids {
-                Some(ids) => ids.clone(),
-                None => {
-                    let prefix = [&owner.0[..], &id.to_be_bytes()].concat();
-                    let mut held = Vec::new();
-                    for entry in tx.prefix(&ks.claims, &prefix) {
-                        held.push(id_at(&entry.key().map_err(error)?, prefix.len())?);
-                    }
-                    held
-                }
-            };
-            let mut released = 0;
-            for sub in &ids {
-                if tx.contains_key(&ks.claims, claim_key(owner, id, *sub))? {
-                    tx.remove(&ks.claims, claim_key(owner, id, *sub));
-                    tx.insert(&ks.items, item_key(id, *sub), [UNCLAIMED]);
-                    released += 1;
-                }
+            let prefix = [&owner.0[..], &id.to_be_bytes()].concat();
+            let mut held = Vec::new();
+            for entry in tx.prefix(&ks.claims, &prefix) {
+                held.push(id_at(&entry.key().map_err(error)?, prefix.len())?);
             }
-            Ok(released)
+            for sub in &held {
+                tx.remove(&ks.claims, claim_key(owner, id, *sub));
+                tx.insert(&ks.items, item_key(id, *sub), [UNCLAIMED]);
+            }
+            Ok(held.len() as u64)
         })
         .await
     }

@@ -192,15 +192,10 @@ pub trait Store: Send + Sync + 'static {
     /// Extends every lease `owner` holds to `lease_until`; how many.
     fn renew(&self, owner: Owner, lease_until: u64) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Gives back claimed recipients whose requests never started: those of `ids`, or
-    /// (`None`) every claim `owner` still holds in the send. They are unclaimed again, for
-    /// this hub or another. Returns how many were given back.
-    fn release(
-        &self,
-        id: u64,
-        owner: Owner,
-        ids: Option<Vec<SubscriptionId>>,
-    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Gives back every claim `owner` still holds in send `id` (recipients whose outcome
+    /// was not recorded: the caller knows their requests never started). They are unclaimed
+    /// again, for this hub or another. Returns how many were given back.
+    fn release(&self, id: u64, owner: Owner) -> impl Future<Output = Result<u64>> + Send;
 
     /// Records outcomes of a send's recipients: counts, errors, deleting subscriptions that
     /// are gone, counting failures of the others and deleting those that failed as long as
@@ -332,8 +327,8 @@ impl Store for AnyStore {
         delegate!(self, s => s.renew(owner, lease_until).await)
     }
 
-    async fn release(&self, id: u64, owner: Owner, ids: Option<Vec<SubscriptionId>>) -> Result<u64> {
-        delegate!(self, s => s.release(id, owner, ids).await)
+    async fn release(&self, id: u64, owner: Owner) -> Result<u64> {
+        delegate!(self, s => s.release(id, owner).await)
     }
 
     async fn record(

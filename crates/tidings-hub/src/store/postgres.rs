@@ -914,15 +914,12 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn release(&self, id: u64, owner: Owner, ids: Option<Vec<SubscriptionId>>) -> Result<u64> {
-        let ids: Option<Vec<Vec<u8>>> = ids.map(|ids| ids.iter().map(|s| s.0.to_vec()).collect());
+    async fn release(&self, id: u64, owner: Owner) -> Result<u64> {
         sqlx::query(
-            "UPDATE send_items SET owner = NULL, lease_until = NULL WHERE send_id = $1 AND owner = $2 \
-             AND ($3::bytea[] IS NULL OR subscription = ANY($3))",
+            "UPDATE send_items SET owner = NULL, lease_until = NULL WHERE send_id = $1 AND owner = $2",
         )
         .bind(int(id))
         .bind(&owner.0[..])
-        .bind(ids)
         .execute(&self.pool)
         .await
         .map(|done| done.rows_affected())
