@@ -221,47 +221,11 @@ async fn accept<S: Store>(
         encryption: valid.encryption,
         crypto_key: valid.crypto_key,
     };
-    let saved =
-        app.store.save_message(endpoint.uaid, message.clone(), app.config.max_pending).await.map_err(
-            |e| {
-                tracing::warn!(error = %e, "storage refused a message");
-                refuse(Errno::Unavailable, "storage is unavailable; try again later")
-            },
-        )?;
-    let id = match saved {
-        Saved::Stored(id) | Saved::Replaced { id, .. } => id,
-        Saved::Full => {
-            return Err(refuse(
-                Errno::TooManyPending,
-                format!("the subscription already holds {} undelivered messages", app.config.max_pending),
-            ));
-        }
-        Saved::NoChannel => return Err(refuse(Errno::Gone, "the subscription has been removed")),
+    let id = if valid.ttl == 0 {
+        deliver_now_or_never(app, &endpoint, message).await?
+    } else {
+        store_and_deliver(app, &endpoint, message).await?
     };
-    let message = Message { id, ..message };
-    if let Some(message) = app.registry.deliver(endpoint.uaid, message) {
-        // Connected to another node? Tell it; otherwise the message waits in storage.
-        let heard = match app.store.node(endpoint.uaid).await {
-            Ok(Some(node)) if node != app.config.node_id => {
-                match app.store.publish(&node, NodeEvent::Deliver { uaid: endpoint.uaid, message }).await {
-                    Ok(true) => true,
-                    // Nobody heard: that node died with the connection, so the route is stale.
-                    Ok(false) => {
-                        let _ = app.store.clear_node(endpoint.uaid, &node).await;
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not tell the node holding the connection; the message waits in storage");
-                        false
-                    }
-                }
-            }
-            _ => false,
-        };
-        if !heard {
-            app.metrics.stored.inc();
-        }
-    }
     let location =
         app.keys.seal_message(&MessageRef { uaid: endpoint.uaid, channel_id: endpoint.channel_id, id });
     Ok((
@@ -272,6 +236,87 @@ async fn accept<S: Store>(
         ],
     )
         .into_response())
+}
+
+fn unavailable(e: tidings_store::StoreError) -> ApiError {
+    tracing::warn!(error = %e, "storage refused a message");
+    refuse(Errno::Unavailable, "storage is unavailable; try again later")
+}
+
+/// Stores a message durably, then hands it to its user agent if connected; its id.
+async fn store_and_deliver<S: Store>(
+    app: &App<S>,
+    endpoint: &Endpoint,
+    message: Message,
+) -> Result<u64, ApiError> {
+    let (uaid, max_pending) = (endpoint.uaid, app.config.max_pending);
+    let id = match app.store.save_message(uaid, message.clone(), endpoint.key_hash, max_pending).await {
+        Ok(Saved::Stored(id) | Saved::Replaced { id, .. }) => id,
+        Ok(Saved::Full) => {
+            return Err(refuse(
+                Errno::TooManyPending,
+                format!("the subscription already holds {max_pending} undelivered messages"),
+            ));
+        }
+        Ok(Saved::NoChannel) => return Err(refuse(Errno::Gone, "the subscription has been removed")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    if !hand_over(app, uaid, Message { id, ..message }).await {
+        app.metrics.stored.inc();
+    }
+    Ok(id)
+}
+
+/// A message with TTL 0: delivered if its user agent is connected now (here or on another
+/// node), otherwise dropped, and never written to storage (RFC 8030 section 5.2: the push
+/// service may drop it at once). Its id is drawn at random above every stored id, so it
+/// cannot collide with one, and its ack deletes nothing.
+async fn deliver_now_or_never<S: Store>(
+    app: &App<S>,
+    endpoint: &Endpoint,
+    message: Message,
+) -> Result<u64, ApiError> {
+    match app.store.channel(endpoint.uaid, endpoint.channel_id).await {
+        Ok(Some(channel)) if channel.key_hash == endpoint.key_hash => {}
+        Ok(_) => return Err(refuse(Errno::Gone, "the subscription has been removed")),
+        Err(e) => return Err(unavailable(e)),
+    }
+    let id = transient_id();
+    if !hand_over(app, endpoint.uaid, Message { id, ..message }).await {
+        app.metrics.dropped.inc();
+    }
+    Ok(id)
+}
+
+/// An id for a message that is never stored: the top bit set (stored ids count up from 1).
+fn transient_id() -> u64 {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut bytes = [0; 8];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system random source");
+    u64::from_be_bytes(bytes) | 1 << 63
+}
+
+/// Hands a message to its user agent's connection, on this node or (told through the
+/// store) on another; whether a connection took it.
+async fn hand_over<S: Store>(app: &App<S>, uaid: tidings_wire::Uaid, message: Message) -> bool {
+    let Some(message) = app.registry.deliver(uaid, message) else { return true };
+    match app.store.node(uaid).await {
+        Ok(Some(node)) if node != app.config.node_id => {
+            match app.store.publish(&node, NodeEvent::Deliver { uaid, message }).await {
+                Ok(true) => true,
+                // Nobody heard: that node died with the connection, so the route is stale.
+                Ok(false) => {
+                    let _ = app.store.clear_node(uaid, &node).await;
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not tell the node holding the connection");
+                    false
+                }
+            }
+        }
+        _ => false,
+    }
 }
 
 /// `DELETE /m/{token}`: cancels a pending message.

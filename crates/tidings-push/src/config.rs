@@ -25,6 +25,13 @@ pub struct Config {
     pub max_ttl: u32,
     /// Pending messages a subscription may hold; a POST beyond it gets 429.
     pub max_pending: usize,
+    /// Channels (subscriptions) one user agent may hold; a `register` beyond it is refused.
+    /// Firefox uses one per origin that subscribed.
+    pub max_channels: usize,
+    /// A user agent that makes no contact for this long is forgotten with its channels and
+    /// messages (its endpoints answer 410; if it comes back it gets a new uaid and
+    /// subscribes again), as autopush drops user agents idle for 60 days.
+    pub forget_idle_after: Duration,
     /// How long a new WebSocket may take to say `hello`.
     pub hello_timeout: Duration,
     /// How long a write to a user agent may take; one that does not read is disconnected.
@@ -49,6 +56,8 @@ impl Config {
             max_body: 4096,
             max_ttl: 30 * 24 * 3600,
             max_pending: 1000,
+            max_channels: 500,
+            forget_idle_after: Duration::from_secs(60 * 24 * 3600),
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             endpoint_keys: None,

@@ -18,7 +18,7 @@ pub struct ErrnoLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabel {
     /// The limit (`connections`, `connections_per_address`, `new_users_per_address`,
-    /// `client_pings`).
+    /// `client_pings`, `channels`).
     pub limit: &'static str,
 }
 
@@ -44,6 +44,10 @@ pub struct Metrics {
     pub stored: Counter,
     /// Messages removed by the expiry sweep.
     pub expired: Counter,
+    /// TTL 0 messages whose user agent was not connected (never stored).
+    pub dropped: Counter,
+    /// User agents forgotten after the idle period, by the sweep.
+    pub forgotten: Counter,
     /// Messages acknowledged (and deleted).
     pub acked: Counter,
     /// Push API errors, by errno.
@@ -71,6 +75,8 @@ impl Metrics {
             delivered: Counter::default(),
             stored: Counter::default(),
             expired: Counter::default(),
+            dropped: Counter::default(),
+            forgotten: Counter::default(),
             acked: Counter::default(),
             errors: Family::default(),
             refused: Family::default(),
@@ -94,6 +100,16 @@ impl Metrics {
             metrics.stored.clone(),
         );
         registry.register("messages_expired", "Messages removed after their TTL", metrics.expired.clone());
+        registry.register(
+            "messages_dropped",
+            "TTL 0 messages dropped: their user agent was not connected",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "user_agents_forgotten",
+            "User agents forgotten after the idle period, with their subscriptions",
+            metrics.forgotten.clone(),
+        );
         registry.register("messages_acked", "Messages acknowledged and deleted", metrics.acked.clone());
         registry.register("push_errors", "Push API errors by errno", metrics.errors.clone());
         registry.register("refused", "Clients refused by a limit, by limit", metrics.refused.clone());

@@ -88,6 +88,7 @@ impl<S: Store> Server<S> {
         let service = TowerToHyperService::new(router(app.clone()));
         let sweeper = tokio::spawn(sweep(app.clone()));
         let renewer = tokio::spawn(renew_routes(app.clone()));
+        let toucher = tokio::spawn(keep_in_touch(app.clone()));
         let events = events.map(|events| tokio::spawn(follow(app.clone(), events)));
         tokio::pin!(shutdown);
         loop {
@@ -109,6 +110,7 @@ impl<S: Store> Server<S> {
         drop(listener);
         sweeper.abort();
         renewer.abort();
+        toucher.abort();
         if let Some(events) = events {
             events.abort();
         }
@@ -200,11 +202,35 @@ async fn renew_routes<S: Store>(app: Arc<App<S>>) {
     }
 }
 
-/// Deletes expired messages every [`SWEEP_INTERVAL`].
-async fn sweep<S: Store>(app: Arc<App<S>>) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+/// Records contact for the user agents connected here, often enough that one staying
+/// connected for longer than the idle period is never forgotten (a quarter of the period,
+/// at most hourly).
+async fn keep_in_touch<S: Store>(app: Arc<App<S>>) {
+    let forget_after = app.config.forget_idle_after;
+    let mut interval =
+        tokio::time::interval((forget_after / 4).clamp(Duration::from_millis(250), ROUTE_REFRESH));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
     loop {
         interval.tick().await;
+        for uaid in app.registry.uaids() {
+            if let Err(e) = app.store.touch_user(uaid, unix_now(), forget_after.as_secs()).await {
+                tracing::warn!(error = %e, "could not record the contact of connected user agents; trying again later");
+                break;
+            }
+        }
+    }
+}
+
+/// Every [`SWEEP_INTERVAL`] (or sooner, for a short idle period): deletes expired messages,
+/// and forgets user agents idle for the whole period.
+async fn sweep<S: Store>(app: Arc<App<S>>) {
+    let forget_after = app.config.forget_idle_after;
+    let mut interval =
+        tokio::time::interval((forget_after / 4).clamp(Duration::from_millis(250), SWEEP_INTERVAL));
+    loop {
+        interval.tick().await;
+        forget_idle(&app).await;
         loop {
             match app.store.sweep_expired(unix_now(), 10_000).await {
                 Ok(n) => {
@@ -217,6 +243,28 @@ async fn sweep<S: Store>(app: Arc<App<S>>) {
                     tracing::warn!(error = %e, "expiry sweep failed");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Forgets the user agents idle for the whole period (not those connected here, which
+/// [`keep_in_touch`] keeps recorded), in batches.
+async fn forget_idle<S: Store>(app: &App<S>) {
+    loop {
+        match app.store.forget_idle_users(unix_now(), app.config.forget_idle_after.as_secs(), 1000).await {
+            Ok(n) => {
+                app.metrics.forgotten.inc_by(n as u64);
+                if n > 0 {
+                    tracing::info!(count = n, "forgot idle user agents");
+                }
+                if n < 1000 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not forget idle user agents; trying again later");
+                return;
             }
         }
     }

@@ -58,6 +58,17 @@ pub enum Command {
     Ack(Vec<(ChannelId, MessageId)>),
 }
 
+/// How a `register` ended, for its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// The channel's endpoint (status 200).
+    Endpoint(String),
+    /// The user agent holds the most channels allowed (status 409: it must unregister one).
+    TooMany,
+    /// Storage failed (status 500: the user agent may try again).
+    Failed,
+}
+
 /// The session's answer to one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -179,9 +190,13 @@ impl Session {
         .to_json()
     }
 
-    /// The answer to `register`: the endpoint, or `None` when storage failed (status 500).
-    pub fn register_reply(channel_id: ChannelId, endpoint: Option<String>) -> String {
-        let status = if endpoint.is_some() { 200 } else { 500 };
+    /// The answer to `register`.
+    pub fn register_reply(channel_id: ChannelId, outcome: Registration) -> String {
+        let (status, endpoint) = match outcome {
+            Registration::Endpoint(endpoint) => (200, Some(endpoint)),
+            Registration::TooMany => (409, None),
+            Registration::Failed => (500, None),
+        };
         ServerMessage::Register { channel_id: channel_id.to_string(), status, push_endpoint: endpoint }
             .to_json()
     }
@@ -332,8 +347,11 @@ mod tests {
             bad,
             Step::Reply(format!(r#"{{"messageType":"register","channelID":"{CHID}","status":400}}"#))
         );
-        let reply = Session::register_reply(CHID.parse().unwrap(), Some("http://x/push/t".into()));
+        let reply =
+            Session::register_reply(CHID.parse().unwrap(), Registration::Endpoint("http://x/push/t".into()));
         assert!(reply.contains(r#""status":200,"pushEndpoint":"http://x/push/t""#), "{reply}");
+        let reply = Session::register_reply(CHID.parse().unwrap(), Registration::TooMany);
+        assert_eq!(reply, format!(r#"{{"messageType":"register","channelID":"{CHID}","status":409}}"#));
     }
 
     #[test]

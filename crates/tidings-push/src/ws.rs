@@ -11,12 +11,12 @@
 use crate::app::{App, unix_now};
 use crate::limits::Slot;
 use crate::registry::{Delivery, Mailbox};
-use crate::session::{Command, Session, Step};
+use crate::session::{Command, Registration, Session, Step};
 use crate::token::{Endpoint, key_hash};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::{Channel, Message, NodeEvent, Store};
+use tidings_store::{Added, Channel, Message, NodeEvent, Store};
 use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
 use tidings_wire::Uaid;
@@ -235,8 +235,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
         let unavailable = |_| End::Closed(close_code::TRY_AGAIN_LATER, "storage unavailable".into());
         match command {
             Command::Hello { uaid } => {
+                let forget_after = app.config.forget_idle_after.as_secs();
                 let known = match uaid {
-                    Some(uaid) => app.store.user_exists(uaid).await.map_err(unavailable)?.then_some(uaid),
+                    Some(uaid) => app
+                        .store
+                        .touch_user(uaid, unix_now(), forget_after)
+                        .await
+                        .map_err(unavailable)?
+                        .then_some(uaid),
                     None => None,
                 };
                 let uaid = match known {
@@ -248,7 +254,7 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                             return Err(End::Closed(close_code::TRY_AGAIN_LATER, reason.into()));
                         }
                         let uaid = new_uaid();
-                        app.store.add_user(uaid, unix_now()).await.map_err(unavailable)?;
+                        app.store.add_user(uaid, unix_now(), forget_after).await.map_err(unavailable)?;
                         uaid
                     }
                 };
@@ -270,14 +276,20 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
             Command::Register { channel_id, key } => {
                 let uaid = self.uaid();
                 let key_hash = key.map(|k| key_hash(k.as_bytes()));
-                let endpoint = match app.store.add_channel(uaid, channel_id, Channel { key_hash }).await {
-                    Ok(true) => {
-                        let token = app.keys.seal_endpoint(&Endpoint { uaid, channel_id, key_hash });
-                        Some(format!("{}/push/{token}", app.config.public_url))
-                    }
-                    Ok(false) | Err(_) => None,
-                };
-                self.send(&[Session::register_reply(channel_id, endpoint)]).await
+                let channel = Channel { key_hash };
+                let outcome =
+                    match app.store.add_channel(uaid, channel_id, channel, app.config.max_channels).await {
+                        Ok(Added::Added) => {
+                            let token = app.keys.seal_endpoint(&Endpoint { uaid, channel_id, key_hash });
+                            Registration::Endpoint(format!("{}/push/{token}", app.config.public_url))
+                        }
+                        Ok(Added::TooMany) => {
+                            app.metrics.refuse("channels");
+                            Registration::TooMany
+                        }
+                        Ok(Added::NoUser) | Err(_) => Registration::Failed,
+                    };
+                self.send(&[Session::register_reply(channel_id, outcome)]).await
             }
             Command::Unregister { channel_id } => {
                 let ok = app.store.remove_channel(self.uaid(), channel_id).await.is_ok();

@@ -2,10 +2,16 @@
 //! [`conformance_tests!`](crate::conformance_tests) with an expression that makes a fresh,
 //! empty store; each check below becomes one test.
 
-use crate::{Channel, Message, Saved, Store};
+use crate::{Added, Channel, Message, Saved, Store};
 use tidings_wire::{ChannelId, Uaid};
 
 const NOW: u64 = 1_700_000_000;
+
+/// An idle period no check reaches (except the one about forgetting).
+const FOREVER: u64 = 10 * 365 * 24 * 3600;
+
+/// The channels a user may hold, in the checks that are not about the cap.
+const MAX_CHANNELS: usize = 100;
 
 fn uaid(n: u8) -> Uaid {
     Uaid([n; 16])
@@ -30,9 +36,12 @@ pub fn message(channel_id: ChannelId, body: &str, topic: Option<&str>) -> Messag
 }
 
 async fn subscribed<S: Store>(store: &S, u: Uaid, channels: &[ChannelId]) {
-    store.add_user(u, NOW).await.unwrap();
+    store.add_user(u, NOW, FOREVER).await.unwrap();
     for c in channels {
-        assert!(store.add_channel(u, *c, Channel { key_hash: None }).await.unwrap());
+        assert_eq!(
+            store.add_channel(u, *c, Channel { key_hash: None }, MAX_CHANNELS).await.unwrap(),
+            Added::Added
+        );
     }
 }
 
@@ -50,31 +59,121 @@ fn id(saved: Saved) -> u64 {
 
 /// Users are created once and removed with everything they own.
 pub async fn users<S: Store>(store: S) {
-    assert!(!store.user_exists(uaid(1)).await.unwrap());
-    assert!(!store.add_user(uaid(1), NOW).await.unwrap());
-    assert!(store.add_user(uaid(1), NOW).await.unwrap());
-    assert!(store.user_exists(uaid(1)).await.unwrap());
-    store.add_channel(uaid(1), channel(1), Channel { key_hash: None }).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "m", None), 10).await.unwrap();
+    assert!(!store.touch_user(uaid(1), NOW, FOREVER).await.unwrap());
+    assert!(!store.add_user(uaid(1), NOW, FOREVER).await.unwrap());
+    assert!(store.add_user(uaid(1), NOW, FOREVER).await.unwrap());
+    assert!(store.touch_user(uaid(1), NOW, FOREVER).await.unwrap());
+    store.add_channel(uaid(1), channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "m", None), None, 10).await.unwrap();
     store.remove_user(uaid(1)).await.unwrap();
-    assert!(!store.user_exists(uaid(1)).await.unwrap());
+    assert!(!store.touch_user(uaid(1), NOW, FOREVER).await.unwrap());
     assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), None);
     assert!(store.messages(uaid(1), None, 10, NOW).await.unwrap().is_empty());
     store.ready().await.unwrap();
 }
 
-/// Channels belong to existing users and keep their key hash.
+/// A user agent idle for the whole period is forgotten (at its next contact, or by the
+/// sweep, or by the store itself), with its channels; one that keeps in touch is not.
+/// Real seconds pass, for stores that expire entries by their own clock.
+pub async fn idle_users_are_forgotten<S: Store>(store: S) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (idle, swept, kept) = (uaid(1), uaid(2), uaid(3));
+    for u in [idle, swept, kept] {
+        assert!(!store.add_user(u, now, 3).await.unwrap());
+        assert_eq!(
+            store.add_channel(u, channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap(),
+            Added::Added
+        );
+        store.save_message(u, message(channel(1), "m", None), None, 10).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(store.touch_user(kept, now + 1, 3).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    assert!(!store.touch_user(idle, now + 3, 3).await.unwrap(), "idle for longer than the period");
+    store.forget_idle_users(now + 3, 3, 100).await.unwrap();
+    assert!(!store.touch_user(swept, now + 3, 3).await.unwrap(), "swept");
+    for u in [idle, swept] {
+        assert_eq!(store.channel(u, channel(1)).await.unwrap(), None);
+        assert_eq!(
+            store.save_message(u, message(channel(1), "late", None), None, 10).await.unwrap(),
+            Saved::NoChannel
+        );
+        assert_eq!(
+            store.add_channel(u, channel(2), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap(),
+            Added::NoUser
+        );
+    }
+    assert!(store.touch_user(kept, now + 3, 3).await.unwrap(), "touched within the period");
+    assert!(store.channel(kept, channel(1)).await.unwrap().is_some());
+    assert!(matches!(
+        store.save_message(kept, message(channel(1), "m", None), None, 10).await.unwrap(),
+        Saved::Stored(_)
+    ));
+}
+
+/// Channels belong to existing users and keep their key hash; a user holds a bounded number.
 pub async fn channels<S: Store>(store: S) {
     let restricted = Channel { key_hash: Some([7; 16]) };
-    assert!(!store.add_channel(uaid(1), channel(1), restricted).await.unwrap(), "unknown user");
-    store.add_user(uaid(1), NOW).await.unwrap();
-    assert!(store.add_channel(uaid(1), channel(1), restricted).await.unwrap());
+    let unrestricted = Channel { key_hash: None };
+    assert_eq!(
+        store.add_channel(uaid(1), channel(1), restricted, MAX_CHANNELS).await.unwrap(),
+        Added::NoUser
+    );
+    store.add_user(uaid(1), NOW, FOREVER).await.unwrap();
+    assert_eq!(store.add_channel(uaid(1), channel(1), restricted, MAX_CHANNELS).await.unwrap(), Added::Added);
     assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), Some(restricted));
     assert_eq!(store.channel(uaid(1), channel(2)).await.unwrap(), None);
     assert_eq!(store.channel(uaid(2), channel(1)).await.unwrap(), None);
     assert!(store.remove_channel(uaid(1), channel(1)).await.unwrap());
     assert!(!store.remove_channel(uaid(1), channel(1)).await.unwrap());
     assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), None);
+    // The cap: three channels, then no new one; replacing one is still allowed.
+    for n in 1..=3 {
+        assert_eq!(store.add_channel(uaid(1), channel(n), unrestricted, 3).await.unwrap(), Added::Added);
+    }
+    assert_eq!(store.add_channel(uaid(1), channel(4), unrestricted, 3).await.unwrap(), Added::TooMany);
+    assert_eq!(store.channel(uaid(1), channel(4)).await.unwrap(), None);
+    assert_eq!(store.add_channel(uaid(1), channel(2), restricted, 3).await.unwrap(), Added::Added);
+    assert!(store.remove_channel(uaid(1), channel(3)).await.unwrap());
+    assert_eq!(store.add_channel(uaid(1), channel(4), unrestricted, 3).await.unwrap(), Added::Added);
+}
+
+/// A message is saved only for the key its endpoint was made for: registering the channel
+/// again with another key (or without one) revokes the old endpoint.
+pub async fn key_revocation<S: Store>(store: S) {
+    let (first, second) = (Some([1; 16]), Some([2; 16]));
+    store.add_user(uaid(1), NOW, FOREVER).await.unwrap();
+    store.add_channel(uaid(1), channel(1), Channel { key_hash: first }, MAX_CHANNELS).await.unwrap();
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "a", None), first, 10).await.unwrap(),
+        Saved::Stored(_)
+    ));
+    for wrong in [second, None] {
+        assert_eq!(
+            store.save_message(uaid(1), message(channel(1), "b", None), wrong, 10).await.unwrap(),
+            Saved::NoChannel
+        );
+    }
+    store.add_channel(uaid(1), channel(1), Channel { key_hash: second }, MAX_CHANNELS).await.unwrap();
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "c", None), first, 10).await.unwrap(),
+        Saved::NoChannel,
+        "the old endpoint is revoked"
+    );
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "d", None), second, 10).await.unwrap(),
+        Saved::Stored(_)
+    ));
+    store.add_channel(uaid(1), channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap();
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "e", None), second, 10).await.unwrap(),
+        Saved::NoChannel
+    );
+    assert!(matches!(
+        store.save_message(uaid(1), message(channel(1), "f", None), None, 10).await.unwrap(),
+        Saved::Stored(_)
+    ));
+    assert_eq!(bodies(&store, uaid(1)).await, ["a", "d", "f"]);
 }
 
 /// Messages come back in the order they were saved, and can be paged with `after`.
@@ -82,7 +181,10 @@ pub async fn message_order<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
     let mut ids = Vec::new();
     for (i, c) in [channel(1), channel(2), channel(1), channel(2)].into_iter().enumerate() {
-        ids.push(id(store.save_message(uaid(1), message(c, &format!("m{i}"), None), 10).await.unwrap()));
+        ids.push(id(store
+            .save_message(uaid(1), message(c, &format!("m{i}"), None), None, 10)
+            .await
+            .unwrap()));
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     assert_eq!(bodies(&store, uaid(1)).await, ["m0", "m1", "m2", "m3"]);
@@ -101,12 +203,12 @@ pub async fn message_order<S: Store>(store: S) {
 /// Messages for unknown users or channels are not stored.
 pub async fn no_channel<S: Store>(store: S) {
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "x", None), 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 10).await.unwrap(),
         Saved::NoChannel
     );
     subscribed(&store, uaid(1), &[channel(1)]).await;
     assert_eq!(
-        store.save_message(uaid(1), message(channel(2), "x", None), 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(2), "x", None), None, 10).await.unwrap(),
         Saved::NoChannel
     );
     assert!(store.messages(uaid(1), None, 10, NOW).await.unwrap().is_empty());
@@ -115,17 +217,19 @@ pub async fn no_channel<S: Store>(store: S) {
 /// A message with a topic replaces the pending one with that topic on that channel only.
 pub async fn topics<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
-    let first = id(store.save_message(uaid(1), message(channel(1), "old", Some("score")), 10).await.unwrap());
-    store.save_message(uaid(1), message(channel(2), "other channel", Some("score")), 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "no topic", None), 10).await.unwrap();
-    let saved = store.save_message(uaid(1), message(channel(1), "new", Some("score")), 10).await.unwrap();
+    let first =
+        id(store.save_message(uaid(1), message(channel(1), "old", Some("score")), None, 10).await.unwrap());
+    store.save_message(uaid(1), message(channel(2), "other channel", Some("score")), None, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "no topic", None), None, 10).await.unwrap();
+    let saved =
+        store.save_message(uaid(1), message(channel(1), "new", Some("score")), None, 10).await.unwrap();
     assert!(matches!(saved, Saved::Replaced { old, .. } if old == first), "{saved:?}");
     assert_eq!(bodies(&store, uaid(1)).await, ["other channel", "no topic", "new"]);
     // Once the topic's message is delivered and deleted, the topic is free again.
     let new = store.messages(uaid(1), None, 10, NOW).await.unwrap().pop().unwrap();
     assert!(store.delete_message(uaid(1), channel(1), new.id).await.unwrap());
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "again", Some("score")), 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "again", Some("score")), None, 10).await.unwrap(),
         Saved::Stored(_)
     ));
 }
@@ -136,26 +240,32 @@ pub async fn pending_cap<S: Store>(store: S) {
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(id(store
-            .save_message(uaid(1), message(channel(1), &format!("{i}"), Some(&format!("t{i}"))), 3)
+            .save_message(uaid(1), message(channel(1), &format!("{i}"), Some(&format!("t{i}"))), None, 3)
             .await
             .unwrap()));
     }
-    assert_eq!(store.save_message(uaid(1), message(channel(1), "over", None), 3).await.unwrap(), Saved::Full);
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "over", None), None, 3).await.unwrap(),
+        Saved::Full
+    );
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "swap", Some("t0")), 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "swap", Some("t0")), None, 3).await.unwrap(),
         Saved::Replaced { .. }
     ));
     // The cap is per channel.
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(2), "elsewhere", None), 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(2), "elsewhere", None), None, 3).await.unwrap(),
         Saved::Stored(_)
     ));
     assert!(store.delete_message(uaid(1), channel(1), ids[1]).await.unwrap());
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "room", None), 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "room", None), None, 3).await.unwrap(),
         Saved::Stored(_)
     ));
-    assert_eq!(store.save_message(uaid(1), message(channel(1), "over", None), 3).await.unwrap(), Saved::Full);
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "over", None), None, 3).await.unwrap(),
+        Saved::Full
+    );
 }
 
 /// Expired messages are never returned, and sweeping deletes them.
@@ -163,8 +273,8 @@ pub async fn expiry<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1)]).await;
     let mut soon = message(channel(1), "soon", None);
     soon.expires_at = NOW + 10;
-    store.save_message(uaid(1), soon, 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "later", None), 10).await.unwrap();
+    store.save_message(uaid(1), soon, None, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "later", None), None, 10).await.unwrap();
     assert_eq!(store.messages(uaid(1), None, 10, NOW + 9).await.unwrap().len(), 2);
     let left = store.messages(uaid(1), None, 10, NOW + 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), [b"later"]);
@@ -174,11 +284,14 @@ pub async fn expiry<S: Store>(store: S) {
     // Expired messages do not hold a place under the cap once swept.
     let mut capped = message(channel(1), "short", None);
     capped.expires_at = NOW + 20;
-    store.save_message(uaid(1), capped, 2).await.unwrap();
-    assert_eq!(store.save_message(uaid(1), message(channel(1), "x", None), 2).await.unwrap(), Saved::Full);
+    store.save_message(uaid(1), capped, None, 2).await.unwrap();
+    assert_eq!(
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 2).await.unwrap(),
+        Saved::Full
+    );
     assert_eq!(store.sweep_expired(NOW + 20, 100).await.unwrap(), 1);
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "x", None), 2).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 2).await.unwrap(),
         Saved::Stored(_)
     ));
 }
@@ -186,14 +299,14 @@ pub async fn expiry<S: Store>(store: S) {
 /// Deleting needs the right channel, and happens once.
 pub async fn deletion<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
-    let m = id(store.save_message(uaid(1), message(channel(1), "m", None), 10).await.unwrap());
+    let m = id(store.save_message(uaid(1), message(channel(1), "m", None), None, 10).await.unwrap());
     assert!(!store.delete_message(uaid(1), channel(2), m).await.unwrap(), "wrong channel");
     assert!(!store.delete_message(uaid(2), channel(1), m).await.unwrap(), "wrong user");
     assert!(store.delete_message(uaid(1), channel(1), m).await.unwrap());
     assert!(!store.delete_message(uaid(1), channel(1), m).await.unwrap());
     // Removing a channel removes its messages only.
-    store.save_message(uaid(1), message(channel(1), "a", None), 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(2), "b", None), 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "a", None), None, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(2), "b", None), None, 10).await.unwrap();
     store.remove_channel(uaid(1), channel(1)).await.unwrap();
     assert_eq!(bodies(&store, uaid(1)).await, ["b"]);
 }
@@ -218,7 +331,7 @@ pub async fn concurrency<S: Store>(store: S) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store.save_message(uaid(1), message(channel(1), &format!("{i}"), None), 1000).await
+                store.save_message(uaid(1), message(channel(1), &format!("{i}"), None), None, 1000).await
             })
         })
         .collect();
@@ -237,7 +350,7 @@ pub async fn concurrency<S: Store>(store: S) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; users channels message_order no_channel topics pending_cap expiry deletion routing concurrency);
+        $crate::conformance_tests!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion routing concurrency);
     };
     (@each $make:expr; $($check:ident)*) => {
         $(

@@ -17,22 +17,28 @@
 //!
 //! | keyspace | key | value |
 //! |---|---|---|
-//! | `users` | uaid | created at (u64) |
+//! | `users` | uaid | last contact (u64) |
+//! | `contacts` | last contact (u64), uaid | (empty) |
 //! | `channels` | uaid, channel | flags (1), key hash (16, if restricted), pending count (u32) |
 //! | `messages` | uaid, id (u64) | see [`record`] |
 //! | `topics` | uaid, channel, topic | message id |
 //! | `expiry` | expires at (u64), uaid, id | (empty) |
 //! | `meta` | `next_id` | the next message id (u64) |
+//! | `meta` | `contacts` | present once `contacts` indexes every user |
 //!
 //! Message keys are written once and deleted once, so they are removed with fjall's
 //! single-delete (`remove_weak`), whose tombstones vanish with the value at compaction:
 //! reading a user's messages does not slow down as messages come and go.
 //!
+//! A user's last contact is recorded coarsely (see [`Store::touch_user`]), so that a
+//! reconnecting user agent usually costs a read; `contacts` lets the sweeper find the idle
+//! ones without reading every user.
+//!
 //! Routing (which node holds a uaid) is kept in memory: an embedded store serves one node,
 //! and connections do not outlive the process.
 
 use crate::group_commit::{self, Tx};
-use crate::{Channel, Message, MessageId, Result, Saved, Store, StoreError};
+use crate::{Added, Channel, Message, MessageId, Result, Saved, Store, StoreError};
 use fjall::{KeyspaceCreateOptions, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,6 +57,7 @@ fn error(e: impl std::fmt::Display) -> StoreError {
 struct Keyspaces {
     db: SingleWriterTxDatabase,
     users: SingleWriterTxKeyspace,
+    contacts: SingleWriterTxKeyspace,
     channels: SingleWriterTxKeyspace,
     messages: SingleWriterTxKeyspace,
     topics: SingleWriterTxKeyspace,
@@ -61,10 +68,12 @@ struct Keyspaces {
 /// A write, as the writer thread applies it.
 enum Request {
     AddUser(Uaid, u64),
+    Touch { uaid: Uaid, now: u64, forget_after: u64 },
+    ForgetIdle { before: u64, limit: usize },
     RemoveUser(Uaid),
-    AddChannel(Uaid, ChannelId, Channel),
+    AddChannel(Uaid, ChannelId, Channel, usize),
     RemoveChannel(Uaid, ChannelId),
-    Save(Uaid, Message, usize),
+    Save(Uaid, Message, Option<[u8; 16]>, usize),
     Delete(Uaid, ChannelId, MessageId),
     Sweep(u64, usize),
 }
@@ -72,6 +81,7 @@ enum Request {
 /// What a write produced.
 enum Value {
     Bool(bool),
+    Added(Added),
     Unit,
     Saved(Saved),
     Count(usize),
@@ -91,6 +101,7 @@ impl EmbeddedStore {
         let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(error);
         let keyspaces = Arc::new(Keyspaces {
             users: keyspace("users")?,
+            contacts: keyspace("contacts")?,
             channels: keyspace("channels")?,
             messages: keyspace("messages")?,
             topics: keyspace("topics")?,
@@ -98,6 +109,7 @@ impl EmbeddedStore {
             meta: keyspace("meta")?,
             db,
         });
+        index_contacts(&keyspaces)?;
         let next_id = match keyspaces.db.read_tx().get(&keyspaces.meta, b"next_id").map_err(error)? {
             Some(bytes) => record::u64_at(&bytes, 0).ok_or_else(|| StoreError("corrupt next_id".into()))?,
             None => 1,
@@ -144,6 +156,45 @@ pub fn open_database(dir: &Path, owner: &str) -> Result<SingleWriterTxDatabase> 
     })
 }
 
+/// Builds the `contacts` index of a store written before it existed, recording every user's
+/// last contact as now: their real last contacts were not kept, so each gets the whole idle
+/// period from the upgrade. In chunks, so that a large store does not need one huge commit.
+fn index_contacts(ks: &Keyspaces) -> Result<()> {
+    if ks.db.read_tx().contains_key(&ks.meta, b"contacts").map_err(error)? {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(error)?
+        .as_secs()
+        .to_be_bytes();
+    let mut after: Option<fjall::UserKey> = None;
+    loop {
+        let mut tx = ks.db.write_tx().durability(Some(fjall::PersistMode::SyncAll));
+        let chunk: Vec<fjall::UserKey> = match &after {
+            Some(last) => {
+                tx.range(&ks.users, (std::ops::Bound::Excluded(last.clone()), std::ops::Bound::Unbounded))
+            }
+            None => tx.range::<&[u8], _>(&ks.users, ..),
+        }
+        .take(10_000)
+        .map(|entry| entry.key().map_err(error))
+        .collect::<Result<_>>()?;
+        for uaid in &chunk {
+            tx.insert(&ks.users, uaid.clone(), now.as_slice());
+            tx.insert(&ks.contacts, key(&[&now, uaid]), b"".as_slice());
+        }
+        if chunk.len() < 10_000 {
+            tx.insert(&ks.meta, b"contacts".as_slice(), b"".as_slice());
+        }
+        tx.commit().map_err(error)?;
+        match chunk.last() {
+            Some(last) if chunk.len() == 10_000 => after = Some(last.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
 fn bool_of(value: Value) -> Result<bool> {
     match value {
         Value::Bool(b) => Ok(b),
@@ -156,20 +207,42 @@ fn key(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 impl Store for EmbeddedStore {
-    async fn add_user(&self, uaid: Uaid, now: u64) -> Result<bool> {
+    async fn add_user(&self, uaid: Uaid, now: u64, _forget_after: u64) -> Result<bool> {
         bool_of(self.write(Request::AddUser(uaid, now)).await?)
     }
 
-    async fn user_exists(&self, uaid: Uaid) -> Result<bool> {
-        self.read(move |ks| ks.db.read_tx().contains_key(&ks.users, uaid.0).map_err(error)).await
+    async fn touch_user(&self, uaid: Uaid, now: u64, forget_after: u64) -> Result<bool> {
+        let last = self.read(move |ks| last_contact(&ks.db.read_tx(), ks, uaid)).await?;
+        match last {
+            None => Ok(false),
+            Some(last) if !stale(last, now, forget_after) => Ok(true),
+            // Idle too long (forget it now) or due for a new record: the writer decides.
+            Some(_) => bool_of(self.write(Request::Touch { uaid, now, forget_after }).await?),
+        }
+    }
+
+    async fn forget_idle_users(&self, now: u64, forget_after: u64, limit: usize) -> Result<usize> {
+        match self.write(Request::ForgetIdle { before: now.saturating_sub(forget_after), limit }).await? {
+            Value::Count(n) => Ok(n),
+            _ => Err(StoreError("the writer answered with the wrong kind of value".into())),
+        }
     }
 
     async fn remove_user(&self, uaid: Uaid) -> Result<()> {
         self.write(Request::RemoveUser(uaid)).await.map(|_| ())
     }
 
-    async fn add_channel(&self, uaid: Uaid, channel_id: ChannelId, channel: Channel) -> Result<bool> {
-        bool_of(self.write(Request::AddChannel(uaid, channel_id, channel)).await?)
+    async fn add_channel(
+        &self,
+        uaid: Uaid,
+        channel_id: ChannelId,
+        channel: Channel,
+        max_channels: usize,
+    ) -> Result<Added> {
+        match self.write(Request::AddChannel(uaid, channel_id, channel, max_channels)).await? {
+            Value::Added(added) => Ok(added),
+            _ => Err(StoreError("the writer answered with the wrong kind of value".into())),
+        }
     }
 
     async fn channel(&self, uaid: Uaid, channel_id: ChannelId) -> Result<Option<Channel>> {
@@ -184,8 +257,14 @@ impl Store for EmbeddedStore {
         bool_of(self.write(Request::RemoveChannel(uaid, channel_id)).await?)
     }
 
-    async fn save_message(&self, uaid: Uaid, message: Message, max_pending: usize) -> Result<Saved> {
-        match self.write(Request::Save(uaid, message, max_pending)).await? {
+    async fn save_message(
+        &self,
+        uaid: Uaid,
+        message: Message,
+        key_hash: Option<[u8; 16]>,
+        max_pending: usize,
+    ) -> Result<Saved> {
+        match self.write(Request::Save(uaid, message, key_hash, max_pending)).await? {
             Value::Saved(saved) => Ok(saved),
             _ => unreachable!("Save answers Saved"),
         }
@@ -296,33 +375,59 @@ impl Applier {
             Request::AddUser(uaid, now) => {
                 let existed = tx.contains_key(&ks.users, uaid.0).map_err(error)?;
                 if !existed {
-                    tx.insert(&ks.users, uaid.0.as_slice(), now.to_be_bytes().as_slice());
+                    record_contact(tx, ks, uaid, None, now);
                 }
                 Ok(Value::Bool(existed))
             }
-            Request::RemoveUser(uaid) => {
-                tx.remove(&ks.users, uaid.0.as_slice());
-                for space in [&ks.channels, &ks.topics] {
-                    for k in keys_with_prefix(tx, space, &uaid.0)? {
-                        tx.remove(space, k);
+            Request::Touch { uaid, now, forget_after } => match last_contact(tx, ks, uaid)? {
+                None => Ok(Value::Bool(false)),
+                Some(last) if last.saturating_add(forget_after) <= now => {
+                    remove_user(tx, ks, uaid)?;
+                    Ok(Value::Bool(false))
+                }
+                Some(last) => {
+                    if stale(last, now, forget_after) {
+                        record_contact(tx, ks, uaid, Some(last), now);
                     }
+                    Ok(Value::Bool(true))
                 }
-                for (id, message) in user_messages(tx, ks, uaid)? {
-                    remove_message(tx, ks, uaid, id, &message);
+            },
+            Request::ForgetIdle { before, limit } => {
+                let end = key(&[&before.to_be_bytes(), &[0xff; 16]]);
+                let idle: Vec<Uaid> = tx
+                    .range(&ks.contacts, ..end)
+                    .take(limit)
+                    .map(|entry| {
+                        let k = entry.key().map_err(error)?;
+                        k.get(8..24)
+                            .and_then(|b| b.try_into().ok())
+                            .map(Uaid)
+                            .ok_or_else(|| error("corrupt contact key"))
+                    })
+                    .collect::<Result<_>>()?;
+                for uaid in &idle {
+                    remove_user(tx, ks, *uaid)?;
                 }
+                Ok(Value::Count(idle.len()))
+            }
+            Request::RemoveUser(uaid) => {
+                remove_user(tx, ks, uaid)?;
                 Ok(Value::Unit)
             }
-            Request::AddChannel(uaid, channel_id, channel) => {
+            Request::AddChannel(uaid, channel_id, channel, max_channels) => {
                 if !tx.contains_key(&ks.users, uaid.0).map_err(error)? {
-                    return Ok(Value::Bool(false));
+                    return Ok(Value::Added(Added::NoUser));
                 }
                 let k = key(&[&uaid.0, &channel_id.0]);
                 let pending = match tx.get(&ks.channels, &k).map_err(error)? {
                     Some(old) => record::decode_channel(&old)?.1,
+                    None if tx.prefix(&ks.channels, uaid.0).take(max_channels).count() >= max_channels => {
+                        return Ok(Value::Added(Added::TooMany));
+                    }
                     None => 0,
                 };
                 tx.insert(&ks.channels, k, record::encode_channel(&channel, pending));
-                Ok(Value::Bool(true))
+                Ok(Value::Added(Added::Added))
             }
             Request::RemoveChannel(uaid, channel_id) => {
                 let k = key(&[&uaid.0, &channel_id.0]);
@@ -340,8 +445,8 @@ impl Applier {
                 }
                 Ok(Value::Bool(true))
             }
-            Request::Save(uaid, ref message, max_pending) => {
-                self.save(ks, tx, uaid, message, max_pending).map(Value::Saved)
+            Request::Save(uaid, ref message, key_hash, max_pending) => {
+                self.save(ks, tx, uaid, message, key_hash, max_pending).map(Value::Saved)
             }
             Request::Delete(uaid, channel_id, id) => {
                 let Some(value) = tx.get(&ks.messages, key(&[&uaid.0, &id.to_be_bytes()])).map_err(error)?
@@ -401,6 +506,7 @@ impl Applier {
         tx: &mut Tx<'_>,
         uaid: Uaid,
         message: &Message,
+        key_hash: Option<[u8; 16]>,
         max_pending: usize,
     ) -> Result<Saved> {
         let channel_key = key(&[&uaid.0, &message.channel_id.0]);
@@ -408,6 +514,9 @@ impl Applier {
             return Ok(Saved::NoChannel);
         };
         let (channel, pending) = record::decode_channel(&channel)?;
+        if channel.key_hash != key_hash {
+            return Ok(Saved::NoChannel);
+        }
         let topic_key = message.topic.as_ref().map(|t| key(&[&channel_key, t.as_bytes()]));
         let replaced = match &topic_key {
             Some(t) => tx.get(&ks.topics, t).map_err(error)?.and_then(|v| record::u64_at(&v, 0)),
@@ -445,6 +554,47 @@ impl Applier {
             None => Saved::Stored(id),
         })
     }
+}
+
+/// The user's last recorded contact, if the user exists.
+fn last_contact(read: &impl Readable, ks: &Keyspaces, uaid: Uaid) -> Result<Option<u64>> {
+    match read.get(&ks.users, uaid.0).map_err(error)? {
+        Some(value) => record::u64_at(&value, 0).map(Some).ok_or_else(|| error("corrupt user record")),
+        None => Ok(None),
+    }
+}
+
+/// Whether a contact recorded at `last` is old enough to record again at `now`: an eighth of
+/// the idle period, so a user agent's reconnections cost a read, and its record is at most
+/// that much older than its real last contact.
+fn stale(last: u64, now: u64, forget_after: u64) -> bool {
+    now.saturating_sub(last) >= (forget_after / 8).max(1)
+}
+
+/// Records the user's contact at `now`, replacing its index entry at `previous`.
+fn record_contact(tx: &mut Tx<'_>, ks: &Keyspaces, uaid: Uaid, previous: Option<u64>, now: u64) {
+    if let Some(previous) = previous {
+        tx.remove(&ks.contacts, key(&[&previous.to_be_bytes(), &uaid.0]));
+    }
+    tx.insert(&ks.users, uaid.0.as_slice(), now.to_be_bytes().as_slice());
+    tx.insert(&ks.contacts, key(&[&now.to_be_bytes(), &uaid.0]), b"".as_slice());
+}
+
+/// Removes a user with its contact entry, channels, topics and messages.
+fn remove_user(tx: &mut Tx<'_>, ks: &Keyspaces, uaid: Uaid) -> Result<()> {
+    if let Some(last) = last_contact(tx, ks, uaid)? {
+        tx.remove(&ks.contacts, key(&[&last.to_be_bytes(), &uaid.0]));
+    }
+    tx.remove(&ks.users, uaid.0.as_slice());
+    for space in [&ks.channels, &ks.topics] {
+        for k in keys_with_prefix(tx, space, &uaid.0)? {
+            tx.remove(space, k);
+        }
+    }
+    for (id, message) in user_messages(tx, ks, uaid)? {
+        remove_message(tx, ks, uaid, id, &message);
+    }
+    Ok(())
 }
 
 fn keys_with_prefix(

@@ -72,8 +72,20 @@ pub enum Saved {
     },
     /// Not stored: the channel already holds the maximum number of pending messages.
     Full,
-    /// Not stored: the uaid or channel does not exist (unsubscribed).
+    /// Not stored: the uaid or channel does not exist (unsubscribed, or forgotten), or the
+    /// channel was registered again with another key.
     NoChannel,
+}
+
+/// What happened to a channel handed to [`Store::add_channel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Stored (new, or replacing the channel with the same id).
+    Added,
+    /// Not stored: the user does not exist (forgotten, or never created).
+    NoUser,
+    /// Not stored: the user already holds the most channels allowed.
+    TooMany,
 }
 
 /// A storage failure. The push API answers 503 with `Retry-After` for these.
@@ -116,22 +128,46 @@ pub enum NodeEvent {
 /// Everything the push service keeps. Implementations are shared between all connections
 /// and requests (`Sync`) and every method is safe to call concurrently.
 pub trait Store: Send + Sync + 'static {
-    /// Creates the user if it does not exist; returns whether it already existed.
-    fn add_user(&self, uaid: Uaid, now: u64) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates the user if it does not exist; returns whether it already existed. A user
+    /// that is not [touched](Store::touch_user) for `forget_after` seconds is forgotten.
+    fn add_user(&self, uaid: Uaid, now: u64, forget_after: u64) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Whether the user exists.
-    fn user_exists(&self, uaid: Uaid) -> impl Future<Output = Result<bool>> + Send;
+    /// Records that the user agent made contact at `now` (a `hello`, or an hour of staying
+    /// connected) and says whether the user exists. A user idle for `forget_after` seconds or
+    /// more is gone: this removes it if no sweep has yet, and answers `false`. Stores may
+    /// record contact coarsely (an eighth of `forget_after`), so that most contacts are reads.
+    fn touch_user(
+        &self,
+        uaid: Uaid,
+        now: u64,
+        forget_after: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes up to `limit` users idle for `forget_after` seconds before `now`, with their
+    /// channels and messages; how many. A store whose entries expire by themselves (Redis
+    /// TTLs) has nothing to do here (the default).
+    fn forget_idle_users(
+        &self,
+        now: u64,
+        forget_after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize>> + Send {
+        let _ = (now, forget_after, limit);
+        async { Ok(0) }
+    }
 
     /// Deletes a user with all its channels and messages.
     fn remove_user(&self, uaid: Uaid) -> impl Future<Output = Result<()>> + Send;
 
-    /// Adds (or replaces) a channel of an existing user; `false` when the user is unknown.
+    /// Adds (or replaces) a channel of an existing user, which may hold at most
+    /// `max_channels` channels (replacing one does not count).
     fn add_channel(
         &self,
         uaid: Uaid,
         channel_id: ChannelId,
         channel: Channel,
-    ) -> impl Future<Output = Result<bool>> + Send;
+        max_channels: usize,
+    ) -> impl Future<Output = Result<Added>> + Send;
 
     /// The channel, if the user has it.
     fn channel(
@@ -145,11 +181,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a message for an existing channel, assigning its id: replaces a pending
     /// message with the same topic, and refuses when the channel already holds `max_pending`
-    /// messages (a replacement never counts against the cap).
+    /// messages (a replacement never counts against the cap). The channel must still have
+    /// the key hash its endpoint was sealed with: a channel registered again with another
+    /// key (or none) has revoked the old endpoint, which gets [`Saved::NoChannel`]. The check
+    /// is part of the save, so no re-registration can slip in between.
     fn save_message(
         &self,
         uaid: Uaid,
         message: Message,
+        key_hash: Option<[u8; 16]>,
         max_pending: usize,
     ) -> impl Future<Output = Result<Saved>> + Send;
 

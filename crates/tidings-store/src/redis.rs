@@ -22,6 +22,11 @@
 //! server, or a Redis Cluster: each script touches one user's keys, in one slot, and the keys
 //! without a user (`P:expiring`, `P:endpoint-keys`) are used one command at a time.
 //!
+//! A user agent that makes no contact for the idle period is forgotten by Redis itself: each
+//! contact sets `u`, `c` and `i` to expire after the period (new channels take `u`'s TTL), and
+//! the message keys expire after their messages, so nothing of it is left. Users stored
+//! before this existed have no TTL until their next contact.
+//!
 //! Expiry follows the embedded store's rules: expired messages are never returned, and the
 //! sweeper removes them, visiting the users in `P:expiring` whose earliest expiry has passed
 //! (a script per user, so each removal is atomic). Redis's own TTLs are the backstop: a
@@ -31,7 +36,7 @@
 //! Redis clock only for this; the nodes' clock decides what is expired.
 
 use crate::embedded::record;
-use crate::{Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
+use crate::{Added, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -46,6 +51,11 @@ fn error(e: impl std::fmt::Display) -> StoreError {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A channel's key hash as the `c` hash stores it: hex, or `-` for an unrestricted channel.
+fn key_hash_text(key_hash: Option<[u8; 16]>) -> String {
+    key_hash.map_or_else(|| "-".to_owned(), |h| hex(&h))
 }
 
 /// Removes one message; shared by the scripts below.
@@ -77,12 +87,13 @@ end
 /// that a Redis clock slightly ahead of the nodes' never drops a message before its time.
 const GRACE: u64 = 60;
 
-/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta. Also sets the
+/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta keyhash (`-` for
+/// none: the channel must hold the same, or the endpoint was revoked). Also sets the
 /// message keys (n m e b x t) to expire [`GRACE`] after the latest message does.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{REMOVE}
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {{0}} end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[7] then return {{0}} end
 local old = false
 if ARGV[3] ~= '' then
   local previous = redis.call('HGET', KEYS[8], ARGV[1] .. ':' .. ARGV[3])
@@ -90,6 +101,8 @@ if ARGV[3] ~= '' then
 end
 if not old and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') >= tonumber(ARGV[4]) then return {{2}} end
 local id = redis.call('INCR', KEYS[9])
+local life = redis.call('PTTL', KEYS[1])
+if life > 0 then redis.call('PEXPIRE', KEYS[9], life) end
 redis.call('ZADD', KEYS[4], id, id)
 redis.call('ZADD', KEYS[5], ARGV[2], id)
 redis.call('HSET', KEYS[6], id, ARGV[5])
@@ -145,13 +158,32 @@ return {{count, -1}}
     ))
 });
 
-/// KEYS: u c n. ARGV: chid keyhash.
+/// KEYS: u c n. ARGV: chid keyhash max. Answers 1 added, 0 no user, 2 too many channels.
+/// The channels live as long as the user (`u`'s TTL).
 static ADD_CHANNEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 2
+end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSETNX', KEYS[3], ARGV[1], 0)
+local life = redis.call('PTTL', KEYS[1])
+if life > 0 then redis.call('PEXPIRE', KEYS[2], life) end
+return 1
+"#,
+    )
+});
+
+/// KEYS: u c i. ARGV: seconds. Whether the user exists; if so it (its channels and its id
+/// counter) now expires after `seconds` without contact.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 return 1
 "#,
     )
@@ -390,11 +422,13 @@ fn invoke<'a>(script: &'a Script, keys: &[String]) -> redis::ScriptInvocation<'a
 }
 
 impl Store for RedisStore {
-    async fn add_user(&self, uaid: Uaid, now: u64) -> Result<bool> {
+    async fn add_user(&self, uaid: Uaid, now: u64, forget_after: u64) -> Result<bool> {
         let created: bool = redis::cmd("SET")
             .arg(&self.keys(uaid)[0])
             .arg(now)
             .arg("NX")
+            .arg("EX")
+            .arg(forget_after.max(1))
             .query_async::<Option<String>>(&mut self.redis.clone())
             .await
             .map_err(error)?
@@ -402,8 +436,14 @@ impl Store for RedisStore {
         Ok(!created)
     }
 
-    async fn user_exists(&self, uaid: Uaid) -> Result<bool> {
-        self.redis.clone().exists(&self.keys(uaid)[0]).await.map_err(error)
+    async fn touch_user(&self, uaid: Uaid, _now: u64, forget_after: u64) -> Result<bool> {
+        let keys = self.keys(uaid);
+        let exists: i64 = invoke(&TOUCH, &[keys[0].clone(), keys[1].clone(), keys[8].clone()])
+            .arg(forget_after.max(1))
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(exists == 1)
     }
 
     async fn remove_user(&self, uaid: Uaid) -> Result<()> {
@@ -414,16 +454,26 @@ impl Store for RedisStore {
         redis.zrem::<_, _, ()>(self.expiring(), hex(&uaid.0)).await.map_err(error)
     }
 
-    async fn add_channel(&self, uaid: Uaid, channel_id: ChannelId, channel: Channel) -> Result<bool> {
+    async fn add_channel(
+        &self,
+        uaid: Uaid,
+        channel_id: ChannelId,
+        channel: Channel,
+        max_channels: usize,
+    ) -> Result<Added> {
         let keys = self.keys(uaid);
-        let hash = channel.key_hash.map_or("-".to_owned(), |h| hex(&h));
         let added: i64 = invoke(&ADD_CHANNEL, &keys[..3])
             .arg(hex(&channel_id.0))
-            .arg(hash)
+            .arg(key_hash_text(channel.key_hash))
+            .arg(max_channels)
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(error)?;
-        Ok(added == 1)
+        Ok(match added {
+            1 => Added::Added,
+            2 => Added::TooMany,
+            _ => Added::NoUser,
+        })
     }
 
     async fn channel(&self, uaid: Uaid, channel_id: ChannelId) -> Result<Option<Channel>> {
@@ -453,7 +503,13 @@ impl Store for RedisStore {
         Ok(removed == 1)
     }
 
-    async fn save_message(&self, uaid: Uaid, message: Message, max_pending: usize) -> Result<Saved> {
+    async fn save_message(
+        &self,
+        uaid: Uaid,
+        message: Message,
+        key_hash: Option<[u8; 16]>,
+        max_pending: usize,
+    ) -> Result<Saved> {
         let topic = message.topic.clone().unwrap_or_default();
         let meta = format!("{}\n{}\n{topic}", hex(&message.channel_id.0), message.expires_at);
         // The sweeper's index takes the earlier of what it has and this message's expiry, so
@@ -472,6 +528,7 @@ impl Store for RedisStore {
             .arg(max_pending)
             .arg(record::encode_message(&message))
             .arg(meta)
+            .arg(key_hash_text(key_hash))
             .invoke_async::<Vec<i64>>(&mut redis);
         let (answer, noted) = tokio::join!(saving, noted);
         let answer = answer.map_err(error)?;
@@ -693,23 +750,24 @@ mod tests {
         let store = fresh().await;
         let (uaid, channel_id) = (Uaid([3; 16]), ChannelId([4; 16]));
         let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        assert!(!store.add_user(uaid, clock).await.unwrap());
-        assert!(store.add_channel(uaid, channel_id, Channel { key_hash: None }).await.unwrap());
+        assert!(!store.add_user(uaid, clock, 3600).await.unwrap());
+        let channel = Channel { key_hash: None };
+        assert_eq!(store.add_channel(uaid, channel_id, channel, 10).await.unwrap(), Added::Added);
         let keys = store.keys(uaid);
         let mut redis = store.redis.clone();
         let mut message = crate::conformance::message(channel_id, "later", None);
         message.expires_at = clock + 3600;
-        store.save_message(uaid, message.clone(), 2).await.unwrap();
+        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
         let ttl: i64 = redis.ttl(&keys[5]).await.unwrap();
         assert!((3600..=3600 + GRACE as i64).contains(&ttl), "ttl {ttl}");
         // A message that expired 59 s ago (by the nodes' clock) leaves its keys one more
         // second (removing the channel took the first message and its keys).
         store.remove_channel(uaid, channel_id).await.unwrap();
-        store.add_channel(uaid, channel_id, Channel { key_hash: None }).await.unwrap();
+        store.add_channel(uaid, channel_id, channel, 10).await.unwrap();
         message.expires_at = clock + 1 - GRACE;
-        store.save_message(uaid, message.clone(), 2).await.unwrap();
-        store.save_message(uaid, message.clone(), 2).await.unwrap();
-        assert_eq!(store.save_message(uaid, message.clone(), 2).await.unwrap(), Saved::Full);
+        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
+        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
+        assert_eq!(store.save_message(uaid, message.clone(), None, 2).await.unwrap(), Saved::Full);
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
         for key in &keys[2..8] {
             assert!(!redis.exists::<_, bool>(key).await.unwrap(), "{key} is still there");
@@ -717,7 +775,7 @@ mod tests {
         // The user and channel remain, the cap is free again, and ids keep increasing.
         assert!(store.channel(uaid, channel_id).await.unwrap().is_some());
         message.expires_at = clock + 3600;
-        assert_eq!(store.save_message(uaid, message, 2).await.unwrap(), Saved::Stored(4));
+        assert_eq!(store.save_message(uaid, message, None, 2).await.unwrap(), Saved::Stored(4));
     }
 
     /// Routing entries expire unless their node renews them, so a dead node's go away.

@@ -61,6 +61,15 @@ pub struct ServeArgs {
     /// Undelivered messages one subscription may hold before POSTs get 429 [default: 1000].
     #[arg(long, env = "TIDINGS_MAX_PENDING", value_name = "COUNT")]
     max_pending: Option<usize>,
+    /// Subscriptions (channels) one user agent may hold; a register beyond it is refused
+    /// with status 409 (Firefox uses one per origin) [default: 500].
+    #[arg(long, env = "TIDINGS_MAX_CHANNELS", value_name = "COUNT")]
+    max_channels: Option<usize>,
+    /// Seconds after which a user agent that has not connected is forgotten with its
+    /// subscriptions and messages (its endpoints answer 410; if it returns it gets a new
+    /// uaid and subscribes again) [default: 5184000, 60 days].
+    #[arg(long, env = "TIDINGS_FORGET_IDLE_AFTER", value_name = "SECONDS")]
+    forget_idle_after: Option<u64>,
     /// WebSocket connections this node holds at most; beyond it new ones get 503 before
     /// the upgrade (0: no cap) [default: 100000].
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "COUNT")]
@@ -109,6 +118,8 @@ struct FileConfig {
     max_body: Option<usize>,
     max_ttl: Option<u32>,
     max_pending: Option<usize>,
+    max_channels: Option<usize>,
+    forget_idle_after: Option<u64>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     new_users_per_address: Option<usize>,
@@ -229,6 +240,18 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
             bail!("--max-pending must be at least 1");
         }
         config.max_pending = max_pending;
+    }
+    if let Some(count) = args.max_channels.or(file.max_channels) {
+        if count == 0 {
+            bail!("--max-channels must be at least 1");
+        }
+        config.max_channels = count;
+    }
+    if let Some(seconds) = args.forget_idle_after.or(file.forget_idle_after) {
+        if seconds == 0 {
+            bail!("--forget-idle-after must be at least 1 second");
+        }
+        config.forget_idle_after = Duration::from_secs(seconds);
     }
     if let Some(count) = args.max_connections.or(file.max_connections) {
         config.caps.connections = count;
