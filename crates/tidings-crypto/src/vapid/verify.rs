@@ -3,8 +3,10 @@
 //! Two header forms are in use:
 //!
 //! * RFC 8292: `Authorization: vapid t=<jwt>, k=<public key>`;
-//! * the draft form older senders (and `aesgcm` senders) use:
-//!   `Authorization: WebPush <jwt>` with `Crypto-Key: p256ecdsa=<public key>`.
+//! * the draft forms older senders (and `aesgcm` senders) use:
+//!   `Authorization: WebPush <jwt>` or `Authorization: Bearer <jwt>`, with
+//!   `Crypto-Key: p256ecdsa=<public key>`. Mozilla's autopush accepts both scheme names, and
+//!   senders written against it still send either.
 //!
 //! The rules enforced are those of RFC 8292 section 2 as push services apply them: an ES256
 //! signature by the key given, `aud` equal to the service's origin, `exp` present, not past
@@ -26,14 +28,16 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Why a request's VAPID credentials were refused. Every variant means HTTP 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// The `Authorization` scheme is neither `vapid` nor `WebPush`.
-    #[error("the Authorization scheme must be \"vapid\" (or the older \"WebPush\"), not {0:?}")]
+    /// The `Authorization` scheme is neither `vapid` nor a draft one (`WebPush`, `Bearer`).
+    #[error("the Authorization scheme must be \"vapid\" (or the older \"WebPush\" or \"Bearer\"), not {0:?}")]
     Scheme(String),
-    /// No token (`t=`, or the JWT after `WebPush`).
+    /// No token (`t=`, or the JWT after `WebPush` or `Bearer`).
     #[error("the Authorization header carries no token (t=)")]
     MissingToken,
     /// No public key (`k=`, or `Crypto-Key: p256ecdsa=`).
-    #[error("no VAPID public key: send k= in Authorization (or p256ecdsa= in Crypto-Key with WebPush)")]
+    #[error(
+        "no VAPID public key: send k= in Authorization (or p256ecdsa= in Crypto-Key with WebPush or Bearer)"
+    )]
     MissingKey,
     /// The public key is not a 65-byte uncompressed P-256 point.
     #[error("the VAPID public key is not a 65-byte uncompressed P-256 point in base64url")]
@@ -88,7 +92,8 @@ pub struct Verified {
     pub claims: Claims,
 }
 
-/// The token and key a request carries, before checking.
+/// The token and key a request carries, before checking. The draft schemes (`WebPush`,
+/// `Bearer`; any case) take the key from `Crypto-Key`.
 fn credentials<'a>(
     authorization: &'a str,
     crypto_key: Option<&'a str>,
@@ -99,7 +104,7 @@ fn credentials<'a>(
         let token = params::find(rest, "t").ok_or(VerifyError::MissingToken)?;
         let key = params::find(rest, "k").ok_or(VerifyError::MissingKey)?;
         Ok((token, key))
-    } else if scheme.eq_ignore_ascii_case("webpush") {
+    } else if scheme.eq_ignore_ascii_case("webpush") || scheme.eq_ignore_ascii_case("bearer") {
         let token = rest.trim();
         if token.is_empty() {
             return Err(VerifyError::MissingToken);
@@ -114,7 +119,7 @@ fn credentials<'a>(
 /// Checks a request's VAPID credentials against `audience` (this service's origin) at
 /// `now` (seconds since the Unix epoch).
 ///
-/// `crypto_key` is the request's `Crypto-Key` header, needed only for the `WebPush` form.
+/// `crypto_key` is the request's `Crypto-Key` header, needed only for the draft schemes.
 pub fn verify(
     authorization: &str,
     crypto_key: Option<&str>,
@@ -213,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn accepts_both_header_forms() {
+    fn accepts_every_header_form() {
         let key = VapidKey::generate().unwrap();
         let token = jwt::sign(
             &key,
@@ -222,7 +227,11 @@ mod tests {
         let ok = verify(&header(&key, &token), None, AUD, NOW).unwrap();
         assert_eq!((ok.public_key, ok.claims.exp), (*key.public_key(), NOW + 100));
         let crypto_key = format!("dh=BBBB;p256ecdsa={}", key.public_key_base64());
-        assert!(verify(&format!("WebPush {token}"), Some(&crypto_key), AUD, NOW).is_ok());
+        for scheme in ["WebPush", "webpush", "Bearer", "bearer", "BEARER"] {
+            let ok = verify(&format!("{scheme} {token}"), Some(&crypto_key), AUD, NOW)
+                .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+            assert_eq!(ok.public_key, *key.public_key(), "{scheme}");
+        }
         assert!(
             verify(&format!("VAPID k={}, t={token}", key.public_key_base64()), None, &format!("{AUD}/"), NOW)
                 .is_ok()
@@ -237,17 +246,21 @@ mod tests {
             |exp| signed(&key, serde_json::json!({"aud": AUD, "exp": exp, "sub": "mailto:a@example.com"}));
         let check = |token: &str| verify(&header(&key, token), None, AUD, NOW);
 
-        assert_eq!(verify("Bearer abc", None, AUD, NOW), Err(VerifyError::Scheme("Bearer".into())));
+        assert_eq!(verify("Basic abc", None, AUD, NOW), Err(VerifyError::Scheme("Basic".into())));
         assert_eq!(verify("vapid k=abc", None, AUD, NOW), Err(VerifyError::MissingToken));
         assert_eq!(verify("WebPush ", None, AUD, NOW), Err(VerifyError::MissingToken));
+        assert_eq!(verify("Bearer", None, AUD, NOW), Err(VerifyError::MissingToken));
         assert_eq!(
             verify(&format!("vapid t={}", good(NOW + 10)), None, AUD, NOW),
             Err(VerifyError::MissingKey)
         );
-        assert_eq!(
-            verify(&format!("WebPush {}", good(NOW + 10)), Some("dh=abc"), AUD, NOW),
-            Err(VerifyError::MissingKey)
-        );
+        for scheme in ["WebPush", "Bearer"] {
+            let auth = format!("{scheme} {}", good(NOW + 10));
+            assert_eq!(verify(&auth, Some("dh=abc"), AUD, NOW), Err(VerifyError::MissingKey), "{scheme}");
+            assert_eq!(verify(&auth, None, AUD, NOW), Err(VerifyError::MissingKey), "{scheme}");
+            let other_key = format!("p256ecdsa={}", other.public_key_base64());
+            assert_eq!(verify(&auth, Some(&other_key), AUD, NOW), Err(VerifyError::Signature), "{scheme}");
+        }
         assert_eq!(
             verify(&format!("vapid t={},k=AAAA", good(NOW + 10)), None, AUD, NOW),
             Err(VerifyError::BadKey)
