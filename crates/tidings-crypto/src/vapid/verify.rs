@@ -92,27 +92,72 @@ pub struct Verified {
     pub claims: Claims,
 }
 
-/// The token and key a request carries, before checking. The draft schemes (`WebPush`,
-/// `Bearer`; any case) take the key from `Crypto-Key`.
-fn credentials<'a>(
-    authorization: &'a str,
-    crypto_key: Option<&'a str>,
-) -> Result<(&'a str, &'a str), VerifyError> {
-    let authorization = authorization.trim();
-    let (scheme, rest) = authorization.split_once(' ').unwrap_or((authorization, ""));
-    if scheme.eq_ignore_ascii_case("vapid") {
-        let token = params::find(rest, "t").ok_or(VerifyError::MissingToken)?;
-        let key = params::find(rest, "k").ok_or(VerifyError::MissingKey)?;
-        Ok((token, key))
-    } else if scheme.eq_ignore_ascii_case("webpush") || scheme.eq_ignore_ascii_case("bearer") {
-        let token = rest.trim();
-        if token.is_empty() {
-            return Err(VerifyError::MissingToken);
+/// The token and public key a request carries, read but not checked.
+///
+/// The pair is what a token proves, whichever header form carried it, so it is also what the
+/// push service remembers verified tokens by: the draft forms' `Crypto-Key` header carries a
+/// fresh `dh=` with every `aesgcm` message, which must not make the same token look new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The JWT.
+    pub token: &'a str,
+    /// The public key, in base64url as sent.
+    pub key: &'a str,
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads the credentials of a request's `Authorization` header; the draft schemes
+    /// (`WebPush`, `Bearer`; any case) take the key from its `Crypto-Key` header.
+    pub fn parse(authorization: &'a str, crypto_key: Option<&'a str>) -> Result<Self, VerifyError> {
+        let authorization = authorization.trim();
+        let (scheme, rest) = authorization.split_once(' ').unwrap_or((authorization, ""));
+        if scheme.eq_ignore_ascii_case("vapid") {
+            let token = params::find(rest, "t").ok_or(VerifyError::MissingToken)?;
+            let key = params::find(rest, "k").ok_or(VerifyError::MissingKey)?;
+            Ok(Self { token, key })
+        } else if scheme.eq_ignore_ascii_case("webpush") || scheme.eq_ignore_ascii_case("bearer") {
+            let token = rest.trim();
+            if token.is_empty() {
+                return Err(VerifyError::MissingToken);
+            }
+            let key = crypto_key.and_then(|v| params::find(v, "p256ecdsa")).ok_or(VerifyError::MissingKey)?;
+            Ok(Self { token, key })
+        } else {
+            Err(VerifyError::Scheme(scheme.chars().take(32).collect()))
         }
-        let key = crypto_key.and_then(|v| params::find(v, "p256ecdsa")).ok_or(VerifyError::MissingKey)?;
-        Ok((token, key))
-    } else {
-        Err(VerifyError::Scheme(scheme.chars().take(32).collect()))
+    }
+
+    /// Checks the credentials against `audience` (this service's origin) at `now` (seconds
+    /// since the Unix epoch).
+    pub fn verify(&self, audience: &str, now: u64) -> Result<Verified, VerifyError> {
+        let Self { token, key } = *self;
+        let key = b64::decode(key).map_err(|_| VerifyError::BadKey)?;
+        let public_key = PublicKey::from_bytes(&key).map_err(|_| VerifyError::BadKey)?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Malformed("longer than 4096 characters"));
+        }
+        let (signed, signature) =
+            token.rsplit_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        let (header, claims) =
+            signed.split_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        if claims.contains('.') {
+            return Err(VerifyError::Malformed("not three dot-separated parts"));
+        }
+        let header: serde_json::Value =
+            decode_json(header).ok_or(VerifyError::Malformed("the header is not base64url JSON"))?;
+        match header.get("alg").and_then(|a| a.as_str()) {
+            Some("ES256") => {}
+            other => return Err(VerifyError::Algorithm(other.unwrap_or("none").chars().take(16).collect())),
+        }
+        let signature =
+            b64::decode(signature).map_err(|_| VerifyError::Malformed("the signature is not base64url"))?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key.as_bytes())
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| VerifyError::Signature)?;
+        let claims =
+            decode_json(claims).ok_or(VerifyError::Malformed("the claims are not base64url JSON"))?;
+        let claims = check_claims(&claims, audience, now)?;
+        Ok(Verified { public_key: *public_key.as_bytes(), claims })
     }
 }
 
@@ -126,33 +171,7 @@ pub fn verify(
     audience: &str,
     now: u64,
 ) -> Result<Verified, VerifyError> {
-    let (token, key) = credentials(authorization, crypto_key)?;
-    let key = b64::decode(key).map_err(|_| VerifyError::BadKey)?;
-    let public_key = PublicKey::from_bytes(&key).map_err(|_| VerifyError::BadKey)?;
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(VerifyError::Malformed("longer than 4096 characters"));
-    }
-    let (signed, signature) =
-        token.rsplit_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
-    let (header, claims) =
-        signed.split_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
-    if claims.contains('.') {
-        return Err(VerifyError::Malformed("not three dot-separated parts"));
-    }
-    let header: serde_json::Value =
-        decode_json(header).ok_or(VerifyError::Malformed("the header is not base64url JSON"))?;
-    match header.get("alg").and_then(|a| a.as_str()) {
-        Some("ES256") => {}
-        other => return Err(VerifyError::Algorithm(other.unwrap_or("none").chars().take(16).collect())),
-    }
-    let signature =
-        b64::decode(signature).map_err(|_| VerifyError::Malformed("the signature is not base64url"))?;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key.as_bytes())
-        .verify(signed.as_bytes(), &signature)
-        .map_err(|_| VerifyError::Signature)?;
-    let claims = decode_json(claims).ok_or(VerifyError::Malformed("the claims are not base64url JSON"))?;
-    let claims = check_claims(&claims, audience, now)?;
-    Ok(Verified { public_key: *public_key.as_bytes(), claims })
+    Credentials::parse(authorization, crypto_key)?.verify(audience, now)
 }
 
 fn decode_json(part: &str) -> Option<serde_json::Value> {
@@ -236,6 +255,16 @@ mod tests {
             verify(&format!("VAPID k={}, t={token}", key.public_key_base64()), None, &format!("{AUD}/"), NOW)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn credentials_are_the_token_and_key_whatever_else_the_headers_carry() {
+        let expected = Ok(Credentials { token: "a.b.c", key: "KEY" });
+        assert_eq!(Credentials::parse("vapid t=a.b.c, k=KEY", Some("dh=one")), expected);
+        for crypto_key in ["dh=one;p256ecdsa=KEY", "dh=two, p256ecdsa=\"KEY\"", "p256ecdsa=KEY"] {
+            assert_eq!(Credentials::parse("Bearer a.b.c", Some(crypto_key)), expected, "{crypto_key}");
+            assert_eq!(Credentials::parse(" WebPush  a.b.c ", Some(crypto_key)), expected, "{crypto_key}");
+        }
     }
 
     #[test]
