@@ -316,6 +316,84 @@ async fn unrestricted_subscriptions_legacy_encoding_and_empty_messages() {
     assert!(n.get("data").is_none() && n.get("headers").is_none(), "{n}");
 }
 
+/// `header` (`name=value` parameters separated by `;`) as senders that pad write it: every
+/// value quoted and base64-padded.
+fn padded_and_quoted(header: &str) -> String {
+    let param = |p: &str| {
+        let (name, value) = p.split_once('=').unwrap();
+        format!(r#"{name}="{value}{}""#, "=".repeat((4 - value.len() % 4) % 4))
+    };
+    header.split(';').map(param).collect::<Vec<_>>().join(";")
+}
+
+#[tokio::test]
+async fn padded_quoted_aesgcm_headers_reach_the_user_agent_unpadded() {
+    let service = Service::start(&[]);
+    let (sender, mut agent, sub) = subscribed(&service).await;
+    let mut legacy = Message::new(b"padded by the sender".to_vec());
+    legacy.ttl = 60;
+    legacy.encoding = tidings_crypto::webpush::ContentEncoding::Aesgcm;
+    let mut request =
+        prepare(&sub.subscription(), &legacy, Some(&sender.signer), common::push::now()).unwrap();
+    let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+    let (encryption, crypto_key) = (header("encryption"), header("crypto-key"));
+    assert!(crypto_key.starts_with("dh=") && crypto_key.contains(";p256ecdsa="), "{crypto_key}");
+    for (name, clean) in [("encryption", &encryption), ("crypto-key", &crypto_key)] {
+        let padded = padded_and_quoted(clean);
+        assert!(padded.contains(r#"=""#) && padded.ends_with(r#"=""#), "{padded}");
+        request.headers_mut().insert(name, padded.parse().unwrap());
+    }
+    let response = sender.client.send(request).await.unwrap();
+    assert_eq!(response.status, 201, "{response:?}");
+    // Firefox refuses padded salt and dh values: they arrive as the sender's library wrote
+    // them before padding, the p256ecdsa parameter included, and decrypt.
+    let n = agent.notification().await;
+    assert_eq!(n["headers"]["encryption"], encryption.as_str());
+    assert_eq!(n["headers"]["crypto_key"], crypto_key.as_str());
+    assert_eq!(sub.decrypt(&n), b"padded by the sender");
+}
+
+/// `text` for `sub`, in aes128gcm, signed by `sender` the pre-RFC way: `Authorization:
+/// <scheme> <jwt>` with the key in `Crypto-Key: p256ecdsa=`.
+async fn send_draft_signed(
+    service: &Service,
+    sub: &common::push::Sub,
+    sender: &Sender,
+    scheme: &str,
+    text: &str,
+) -> tidings_sender::Response {
+    let mut message = Message::new(text.as_bytes().to_vec());
+    message.ttl = 60;
+    let mut request = prepare(&sub.subscription(), &message, None, common::push::now()).unwrap();
+    let token = sender.signer.token(&service.url(), common::push::now());
+    let headers = request.headers_mut();
+    headers.insert("authorization", format!("{scheme} {}", token.jwt).parse().unwrap());
+    headers.insert("crypto-key", format!("p256ecdsa={}", sender.key().public_key_base64()).parse().unwrap());
+    sender.client.send(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_draft_bearer_scheme_is_accepted_like_webpush() {
+    let service = Service::start(&[]);
+    let (sender, mut agent, sub) = subscribed(&service).await;
+    for scheme in ["Bearer", "bearer", "WebPush"] {
+        let response = send_draft_signed(&service, &sub, &sender, scheme, scheme).await;
+        assert_eq!(response.status, 201, "{scheme}: {response:?}");
+        let n = agent.notification().await;
+        assert_eq!(sub.decrypt(&n), scheme.as_bytes());
+        agent.ack(&n).await;
+    }
+    // Signed by a key that is not the subscription's: refused as for the RFC 8292 form.
+    let other = Sender::new();
+    let rfc = other.push(&sub, "wrong key").await;
+    assert_eq!((rfc.status.as_u16(), errno(&rfc)), (403, Some(112)), "{rfc:?}");
+    for scheme in ["Bearer", "WebPush"] {
+        let draft = send_draft_signed(&service, &sub, &other, scheme, "wrong key").await;
+        assert_eq!((draft.status, &draft.error), (rfc.status, &rfc.error), "{scheme}");
+    }
+    assert!(agent.try_recv(Duration::from_millis(300)).await.is_none(), "a refused message was delivered");
+}
+
 #[tokio::test]
 async fn hostile_websocket_frames_close_the_connection() {
     let service = Service::start(&["--hello-timeout", "1"]);

@@ -27,6 +27,21 @@ fn framed_body() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// An `aesgcm` header of parameters, some quoted, some padded: (as sent, as normalized).
+fn padded_header() -> impl Strategy<Value = (String, String)> {
+    let separator = prop::sample::select(vec![";", ",", " ; ", ", "]);
+    let param = ("[a-z0-9]{1,8}", "[A-Za-z0-9_-]{0,12}", any::<bool>(), 0usize..3, separator);
+    prop::collection::vec(param, 0..5).prop_map(|params| {
+        let (mut sent, mut normalized) = (String::new(), String::new());
+        for (name, value, quoted, padding, separator) in params {
+            let quote = if quoted { "\"" } else { "" };
+            sent += &format!("{separator}{name}={quote}{value}{}{quote}", "=".repeat(padding));
+            normalized += &format!("{separator}{name}={value}");
+        }
+        (sent, normalized)
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -52,10 +67,16 @@ proptest! {
     fn header_parsers_never_panic(text in ".{0,200}") {
         let _ = aesgcm::EncryptionParams::parse(&text);
         let _ = aesgcm::sender_key_from_crypto_key(&text);
+        let _ = aesgcm::normalize_header(&text);
         let _ = vapid::verify(&text, Some(&text), "https://push.example.net", 1_700_000_000);
         let _ = vapid::verify(&format!("vapid t={text}, k=BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8"), None, "https://a.example", 0);
         let _ = vapid::VapidKey::parse(&text);
         let _ = vapid::validate_subject(&text);
+    }
+
+    #[test]
+    fn aesgcm_headers_lose_quotes_and_padding_only((sent, normalized) in padded_header()) {
+        prop_assert_eq!(aesgcm::normalize_header(&sent), normalized);
     }
 }
 

@@ -45,9 +45,9 @@ pub struct Validated {
     pub topic: Option<Topic>,
     /// `Content-Encoding` of a non-empty body.
     pub encoding: Option<ContentEncoding>,
-    /// `Encryption` (aesgcm).
+    /// `Encryption` (aesgcm), normalized for the user agent.
     pub encryption: Option<String>,
-    /// `Crypto-Key` (aesgcm).
+    /// `Crypto-Key` (aesgcm), normalized for the user agent.
     pub crypto_key: Option<String>,
 }
 
@@ -108,38 +108,39 @@ pub fn validate(
         .map(|t| t.parse::<Topic>().map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Topic: {e}"))))
         .transpose()?;
 
-    let (encoding, encryption) = if body_len == 0 {
-        (None, None)
+    let (encoding, encryption, crypto_key) = if body_len == 0 {
+        (None, None, None)
     } else {
         let value = header_str(headers, "content-encoding")?.ok_or_else(|| {
             refuse(Errno::InvalidHeader, "a body needs Content-Encoding: aes128gcm (or the legacy aesgcm)")
         })?;
         let encoding = ContentEncoding::parse(value)
             .ok_or_else(|| refuse(Errno::InvalidHeader, "Content-Encoding must be aes128gcm or aesgcm"))?;
-        let encryption = match encoding {
-            ContentEncoding::Aes128gcm => None,
+        match encoding {
+            ContentEncoding::Aes128gcm => (Some(encoding), None, None),
             ContentEncoding::Aesgcm => {
-                let encryption = header_str(headers, "encryption")?.ok_or_else(|| {
-                    refuse(Errno::InvalidHeader, "aesgcm needs an Encryption header with a salt")
-                })?;
-                aesgcm::EncryptionParams::parse(encryption)
-                    .map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Encryption header: {e}")))?;
-                aesgcm::sender_key_from_crypto_key(crypto_key.unwrap_or_default()).map_err(|e| {
-                    refuse(Errno::InvalidHeader, format!("aesgcm needs Crypto-Key: dh=...: {e}"))
-                })?;
-                Some(encryption.to_owned())
+                let (encryption, crypto_key) = aesgcm_headers(headers, crypto_key)?;
+                (Some(encoding), Some(encryption), Some(crypto_key))
             }
-        };
-        (Some(encoding), encryption)
+        }
     };
 
-    Ok(Validated {
-        ttl: ttl.min(max_ttl),
-        topic,
-        encoding,
-        encryption,
-        crypto_key: crypto_key.filter(|_| encoding == Some(ContentEncoding::Aesgcm)).map(str::to_owned),
-    })
+    Ok(Validated { ttl: ttl.min(max_ttl), topic, encoding, encryption, crypto_key })
+}
+
+/// The `Encryption` and `Crypto-Key` headers of an `aesgcm` message, normalized as user
+/// agents' decoders need them (see [`aesgcm::normalize_header`]) and checked as normalized:
+/// what is stored and forwarded is what passed.
+fn aesgcm_headers(headers: &HeaderMap, crypto_key: Option<&str>) -> Result<(String, String), ApiError> {
+    let encryption = header_str(headers, "encryption")?
+        .ok_or_else(|| refuse(Errno::InvalidHeader, "aesgcm needs an Encryption header with a salt"))?;
+    let encryption = aesgcm::normalize_header(encryption);
+    aesgcm::EncryptionParams::parse(&encryption)
+        .map_err(|e| refuse(Errno::InvalidHeader, format!("invalid Encryption header: {e}")))?;
+    let crypto_key = aesgcm::normalize_header(crypto_key.unwrap_or_default());
+    aesgcm::sender_key_from_crypto_key(&crypto_key)
+        .map_err(|e| refuse(Errno::InvalidHeader, format!("aesgcm needs Crypto-Key: dh=...: {e}")))?;
+    Ok((encryption, crypto_key))
 }
 
 impl<S: Store> App<S> {
@@ -401,6 +402,14 @@ mod tests {
         let dh = "dh=BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8";
         let ok = check(&[aesgcm[0], aesgcm[1], aesgcm[2], ("crypto-key", dh)], 10, &open()).unwrap();
         assert_eq!((ok.encryption.is_some(), ok.crypto_key.as_deref()), (true, Some(dh)));
+        // Quoted and padded values are stored unquoted and unpadded, other parameters kept.
+        let padded = [
+            ("encryption", r#"salt="AAAAAAAAAAAAAAAAAAAAAA==";rs=4096"#),
+            ("crypto-key", &format!(r#"dh="{}=";p256ecdsa=BBBB="#, &dh[3..])),
+        ];
+        let ok = check(&[aesgcm[0], aesgcm[1], padded[0], padded[1]], 10, &open()).unwrap();
+        assert_eq!(ok.encryption.as_deref(), Some("salt=AAAAAAAAAAAAAAAAAAAAAA;rs=4096"));
+        assert_eq!(ok.crypto_key, Some(format!("{dh};p256ecdsa=BBBB")));
     }
 
     #[test]

@@ -59,6 +59,19 @@ impl EncryptionParams {
     }
 }
 
+/// An `Encryption` or `Crypto-Key` header value as user agents' `aesgcm` decoders read it:
+/// every parameter value without surrounding double quotes and without base64 `=` padding,
+/// and all else (names, separators, spacing, other parameters such as `rs`, `keyid` or
+/// `p256ecdsa`) as sent.
+///
+/// Firefox refuses a padded `salt` or `dh` and drops the message without telling anyone.
+/// Mozilla's autopush strips padding and quotes from both headers before passing them on,
+/// so senders that pad work through it; a push service that forwards the headers as
+/// received loses their messages.
+pub fn normalize_header(value: &str) -> String {
+    params::map_values(value, |v| v.trim_end_matches('='))
+}
+
 /// The sender's public key from a `Crypto-Key` header value (`dh=<base64url>`).
 pub fn sender_key_from_crypto_key(value: &str) -> Result<[u8; 65], Error> {
     let dh = params::find(value, "dh")
@@ -163,5 +176,27 @@ mod tests {
         assert!(matches!(EncryptionParams::parse("salt=AAAAAAAAAAAAAAAAAAAAAA;rs=x"), Err(Error::Header(_))));
         assert_eq!(EncryptionParams::parse("salt=AAAAAAAAAAAAAAAAAAAAAA;rs=2"), Err(Error::RecordSize(2, 3)));
         assert!(sender_key_from_crypto_key("p256ecdsa=AAAA").is_err());
+    }
+
+    #[test]
+    fn normalized_headers_lose_quotes_and_padding_only() {
+        assert_eq!(
+            normalize_header(r#"salt="AAAAAAAAAAAAAAAAAAAAAA=="; rs=4096"#),
+            "salt=AAAAAAAAAAAAAAAAAAAAAA; rs=4096"
+        );
+        assert_eq!(
+            normalize_header(r#"keyid="p256dh";dh="BBBB=",p256ecdsa=CCCC=="#),
+            "keyid=p256dh;dh=BBBB,p256ecdsa=CCCC"
+        );
+        // Spacing, empty values and items that are not parameters stay as they were.
+        assert_eq!(normalize_header(" dh = BBBB== ; p256ecdsa= ; x"), " dh = BBBB ; p256ecdsa= ; x");
+        let clean = "salt=AAAAAAAAAAAAAAAAAAAAAA;rs=100";
+        assert_eq!(normalize_header(clean), clean);
+        // What the decoders read is unchanged by it.
+        let padded =
+            "dh=BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8=";
+        let normalized = normalize_header(padded);
+        assert!(!normalized.ends_with('='), "{normalized}");
+        assert_eq!(sender_key_from_crypto_key(&normalized), sender_key_from_crypto_key(padded));
     }
 }

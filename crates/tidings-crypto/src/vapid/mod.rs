@@ -15,4 +15,4 @@ pub mod verify;
 pub use jwt::{Claims, SubjectError, validate_subject};
 pub use key::{KeyError, KeyFile, VapidKey};
 pub use signer::{Token, VapidSigner};
-pub use verify::{Verified, VerifyError, verify};
+pub use verify::{Credentials, Verified, VerifyError, verify};

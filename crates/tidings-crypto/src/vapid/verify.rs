@@ -3,8 +3,10 @@
 //! Two header forms are in use:
 //!
 //! * RFC 8292: `Authorization: vapid t=<jwt>, k=<public key>`;
-//! * the draft form older senders (and `aesgcm` senders) use:
-//!   `Authorization: WebPush <jwt>` with `Crypto-Key: p256ecdsa=<public key>`.
+//! * the draft forms older senders (and `aesgcm` senders) use:
+//!   `Authorization: WebPush <jwt>` or `Authorization: Bearer <jwt>`, with
+//!   `Crypto-Key: p256ecdsa=<public key>`. Mozilla's autopush accepts both scheme names, and
+//!   senders written against it still send either.
 //!
 //! The rules enforced are those of RFC 8292 section 2 as push services apply them: an ES256
 //! signature by the key given, `aud` equal to the service's origin, `exp` present, not past
@@ -26,14 +28,16 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Why a request's VAPID credentials were refused. Every variant means HTTP 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// The `Authorization` scheme is neither `vapid` nor `WebPush`.
-    #[error("the Authorization scheme must be \"vapid\" (or the older \"WebPush\"), not {0:?}")]
+    /// The `Authorization` scheme is neither `vapid` nor a draft one (`WebPush`, `Bearer`).
+    #[error("the Authorization scheme must be \"vapid\" (or the older \"WebPush\" or \"Bearer\"), not {0:?}")]
     Scheme(String),
-    /// No token (`t=`, or the JWT after `WebPush`).
+    /// No token (`t=`, or the JWT after `WebPush` or `Bearer`).
     #[error("the Authorization header carries no token (t=)")]
     MissingToken,
     /// No public key (`k=`, or `Crypto-Key: p256ecdsa=`).
-    #[error("no VAPID public key: send k= in Authorization (or p256ecdsa= in Crypto-Key with WebPush)")]
+    #[error(
+        "no VAPID public key: send k= in Authorization (or p256ecdsa= in Crypto-Key with WebPush or Bearer)"
+    )]
     MissingKey,
     /// The public key is not a 65-byte uncompressed P-256 point.
     #[error("the VAPID public key is not a 65-byte uncompressed P-256 point in base64url")]
@@ -88,66 +92,86 @@ pub struct Verified {
     pub claims: Claims,
 }
 
-/// The token and key a request carries, before checking.
-fn credentials<'a>(
-    authorization: &'a str,
-    crypto_key: Option<&'a str>,
-) -> Result<(&'a str, &'a str), VerifyError> {
-    let authorization = authorization.trim();
-    let (scheme, rest) = authorization.split_once(' ').unwrap_or((authorization, ""));
-    if scheme.eq_ignore_ascii_case("vapid") {
-        let token = params::find(rest, "t").ok_or(VerifyError::MissingToken)?;
-        let key = params::find(rest, "k").ok_or(VerifyError::MissingKey)?;
-        Ok((token, key))
-    } else if scheme.eq_ignore_ascii_case("webpush") {
-        let token = rest.trim();
-        if token.is_empty() {
-            return Err(VerifyError::MissingToken);
+/// The token and public key a request carries, read but not checked.
+///
+/// The pair is what a token proves, whichever header form carried it, so it is also what the
+/// push service remembers verified tokens by: the draft forms' `Crypto-Key` header carries a
+/// fresh `dh=` with every `aesgcm` message, which must not make the same token look new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The JWT.
+    pub token: &'a str,
+    /// The public key, in base64url as sent.
+    pub key: &'a str,
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads the credentials of a request's `Authorization` header; the draft schemes
+    /// (`WebPush`, `Bearer`; any case) take the key from its `Crypto-Key` header.
+    pub fn parse(authorization: &'a str, crypto_key: Option<&'a str>) -> Result<Self, VerifyError> {
+        let authorization = authorization.trim();
+        let (scheme, rest) = authorization.split_once(' ').unwrap_or((authorization, ""));
+        if scheme.eq_ignore_ascii_case("vapid") {
+            let token = params::find(rest, "t").ok_or(VerifyError::MissingToken)?;
+            let key = params::find(rest, "k").ok_or(VerifyError::MissingKey)?;
+            Ok(Self { token, key })
+        } else if scheme.eq_ignore_ascii_case("webpush") || scheme.eq_ignore_ascii_case("bearer") {
+            let token = rest.trim();
+            if token.is_empty() {
+                return Err(VerifyError::MissingToken);
+            }
+            let key = crypto_key.and_then(|v| params::find(v, "p256ecdsa")).ok_or(VerifyError::MissingKey)?;
+            Ok(Self { token, key })
+        } else {
+            Err(VerifyError::Scheme(scheme.chars().take(32).collect()))
         }
-        let key = crypto_key.and_then(|v| params::find(v, "p256ecdsa")).ok_or(VerifyError::MissingKey)?;
-        Ok((token, key))
-    } else {
-        Err(VerifyError::Scheme(scheme.chars().take(32).collect()))
+    }
+
+    /// Checks the credentials against `audience` (this service's origin) at `now` (seconds
+    /// since the Unix epoch).
+    pub fn verify(&self, audience: &str, now: u64) -> Result<Verified, VerifyError> {
+        let Self { token, key } = *self;
+        let key = b64::decode(key).map_err(|_| VerifyError::BadKey)?;
+        let public_key = PublicKey::from_bytes(&key).map_err(|_| VerifyError::BadKey)?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Malformed("longer than 4096 characters"));
+        }
+        let (signed, signature) =
+            token.rsplit_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        let (header, claims) =
+            signed.split_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        if claims.contains('.') {
+            return Err(VerifyError::Malformed("not three dot-separated parts"));
+        }
+        let header: serde_json::Value =
+            decode_json(header).ok_or(VerifyError::Malformed("the header is not base64url JSON"))?;
+        match header.get("alg").and_then(|a| a.as_str()) {
+            Some("ES256") => {}
+            other => return Err(VerifyError::Algorithm(other.unwrap_or("none").chars().take(16).collect())),
+        }
+        let signature =
+            b64::decode(signature).map_err(|_| VerifyError::Malformed("the signature is not base64url"))?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key.as_bytes())
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| VerifyError::Signature)?;
+        let claims =
+            decode_json(claims).ok_or(VerifyError::Malformed("the claims are not base64url JSON"))?;
+        let claims = check_claims(&claims, audience, now)?;
+        Ok(Verified { public_key: *public_key.as_bytes(), claims })
     }
 }
 
 /// Checks a request's VAPID credentials against `audience` (this service's origin) at
 /// `now` (seconds since the Unix epoch).
 ///
-/// `crypto_key` is the request's `Crypto-Key` header, needed only for the `WebPush` form.
+/// `crypto_key` is the request's `Crypto-Key` header, needed only for the draft schemes.
 pub fn verify(
     authorization: &str,
     crypto_key: Option<&str>,
     audience: &str,
     now: u64,
 ) -> Result<Verified, VerifyError> {
-    let (token, key) = credentials(authorization, crypto_key)?;
-    let key = b64::decode(key).map_err(|_| VerifyError::BadKey)?;
-    let public_key = PublicKey::from_bytes(&key).map_err(|_| VerifyError::BadKey)?;
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(VerifyError::Malformed("longer than 4096 characters"));
-    }
-    let (signed, signature) =
-        token.rsplit_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
-    let (header, claims) =
-        signed.split_once('.').ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
-    if claims.contains('.') {
-        return Err(VerifyError::Malformed("not three dot-separated parts"));
-    }
-    let header: serde_json::Value =
-        decode_json(header).ok_or(VerifyError::Malformed("the header is not base64url JSON"))?;
-    match header.get("alg").and_then(|a| a.as_str()) {
-        Some("ES256") => {}
-        other => return Err(VerifyError::Algorithm(other.unwrap_or("none").chars().take(16).collect())),
-    }
-    let signature =
-        b64::decode(signature).map_err(|_| VerifyError::Malformed("the signature is not base64url"))?;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key.as_bytes())
-        .verify(signed.as_bytes(), &signature)
-        .map_err(|_| VerifyError::Signature)?;
-    let claims = decode_json(claims).ok_or(VerifyError::Malformed("the claims are not base64url JSON"))?;
-    let claims = check_claims(&claims, audience, now)?;
-    Ok(Verified { public_key: *public_key.as_bytes(), claims })
+    Credentials::parse(authorization, crypto_key)?.verify(audience, now)
 }
 
 fn decode_json(part: &str) -> Option<serde_json::Value> {
@@ -213,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn accepts_both_header_forms() {
+    fn accepts_every_header_form() {
         let key = VapidKey::generate().unwrap();
         let token = jwt::sign(
             &key,
@@ -222,11 +246,25 @@ mod tests {
         let ok = verify(&header(&key, &token), None, AUD, NOW).unwrap();
         assert_eq!((ok.public_key, ok.claims.exp), (*key.public_key(), NOW + 100));
         let crypto_key = format!("dh=BBBB;p256ecdsa={}", key.public_key_base64());
-        assert!(verify(&format!("WebPush {token}"), Some(&crypto_key), AUD, NOW).is_ok());
+        for scheme in ["WebPush", "webpush", "Bearer", "bearer", "BEARER"] {
+            let ok = verify(&format!("{scheme} {token}"), Some(&crypto_key), AUD, NOW)
+                .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+            assert_eq!(ok.public_key, *key.public_key(), "{scheme}");
+        }
         assert!(
             verify(&format!("VAPID k={}, t={token}", key.public_key_base64()), None, &format!("{AUD}/"), NOW)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn credentials_are_the_token_and_key_whatever_else_the_headers_carry() {
+        let expected = Ok(Credentials { token: "a.b.c", key: "KEY" });
+        assert_eq!(Credentials::parse("vapid t=a.b.c, k=KEY", Some("dh=one")), expected);
+        for crypto_key in ["dh=one;p256ecdsa=KEY", "dh=two, p256ecdsa=\"KEY\"", "p256ecdsa=KEY"] {
+            assert_eq!(Credentials::parse("Bearer a.b.c", Some(crypto_key)), expected, "{crypto_key}");
+            assert_eq!(Credentials::parse(" WebPush  a.b.c ", Some(crypto_key)), expected, "{crypto_key}");
+        }
     }
 
     #[test]
@@ -237,17 +275,21 @@ mod tests {
             |exp| signed(&key, serde_json::json!({"aud": AUD, "exp": exp, "sub": "mailto:a@example.com"}));
         let check = |token: &str| verify(&header(&key, token), None, AUD, NOW);
 
-        assert_eq!(verify("Bearer abc", None, AUD, NOW), Err(VerifyError::Scheme("Bearer".into())));
+        assert_eq!(verify("Basic abc", None, AUD, NOW), Err(VerifyError::Scheme("Basic".into())));
         assert_eq!(verify("vapid k=abc", None, AUD, NOW), Err(VerifyError::MissingToken));
         assert_eq!(verify("WebPush ", None, AUD, NOW), Err(VerifyError::MissingToken));
+        assert_eq!(verify("Bearer", None, AUD, NOW), Err(VerifyError::MissingToken));
         assert_eq!(
             verify(&format!("vapid t={}", good(NOW + 10)), None, AUD, NOW),
             Err(VerifyError::MissingKey)
         );
-        assert_eq!(
-            verify(&format!("WebPush {}", good(NOW + 10)), Some("dh=abc"), AUD, NOW),
-            Err(VerifyError::MissingKey)
-        );
+        for scheme in ["WebPush", "Bearer"] {
+            let auth = format!("{scheme} {}", good(NOW + 10));
+            assert_eq!(verify(&auth, Some("dh=abc"), AUD, NOW), Err(VerifyError::MissingKey), "{scheme}");
+            assert_eq!(verify(&auth, None, AUD, NOW), Err(VerifyError::MissingKey), "{scheme}");
+            let other_key = format!("p256ecdsa={}", other.public_key_base64());
+            assert_eq!(verify(&auth, Some(&other_key), AUD, NOW), Err(VerifyError::Signature), "{scheme}");
+        }
         assert_eq!(
             verify(&format!("vapid t={},k=AAAA", good(NOW + 10)), None, AUD, NOW),
             Err(VerifyError::BadKey)
