@@ -5,44 +5,14 @@
 mod common;
 
 use common::push::{Agent, Sender, Service};
+use common::redis::RedisServer;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tidings_sender::{Message, prepare};
 
 /// A Redis of the test's own, persisting every write (appendfsync always).
-struct Redis {
-    child: Child,
-}
-
-impl Redis {
-    fn start(port: u16, dir: &std::path::Path) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn durable_redis(port: u16, dir: &std::path::Path) -> RedisServer {
+    RedisServer::start(port, dir, &["--appendonly", "yes", "--appendfsync", "always"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +21,7 @@ async fn a_redis_outage_means_503_then_recovery_without_loss() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = common::free_port();
-    let redis = Redis::start(port, &dir);
+    let redis = durable_redis(port, &dir);
     let service = Service::start(&["--store", &format!("redis://127.0.0.1:{port}/")]);
     let sender = Sender::new();
     let mut agent = Agent::hello(&service.ws_url(), None).await;
@@ -79,7 +49,7 @@ async fn a_redis_outage_means_503_then_recovery_without_loss() {
             && since.elapsed() > Duration::from_secs(3)
             && redis.is_none()
         {
-            redis = Some(Redis::start(port, &dir));
+            redis = Some(durable_redis(port, &dir));
         }
         let response = tokio::time::timeout(Duration::from_secs(10), send(i))
             .await
@@ -129,6 +99,43 @@ async fn a_redis_outage_means_503_then_recovery_without_loss() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With Redis gone, every answer that depends on it comes within a second: senders get 503
+/// with Retry-After (and retry) instead of piling up, and a load balancer's health check
+/// gets its 503 before its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_gone_posts_and_health_fail_fast() {
+    let dir = std::env::temp_dir().join(format!("tidings-redis-fast-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = common::free_port();
+    let redis = durable_redis(port, &dir);
+    let service = Service::start(&["--store", &format!("redis://127.0.0.1:{port}/")]);
+    let (sender, sub, _) = common::push::subscribed_offline(&service).await;
+    assert_eq!(sender.push(&sub, "before").await.status, 201);
+    assert!(common::push::get(service.port, "/health").await.starts_with("HTTP/1.1 200"));
+    redis.kill9();
+    for i in 0..5 {
+        let start = Instant::now();
+        let answer = sender.push(&sub, &format!("during {i}")).await;
+        let took = start.elapsed();
+        assert_eq!(answer.status, 503, "attempt {i}");
+        assert!(answer.retry_after.is_some(), "503 without Retry-After");
+        assert!(took < Duration::from_millis(1100), "attempt {i}: the 503 took {took:?}");
+        let start = Instant::now();
+        let health = common::push::get(service.port, "/health").await;
+        let took = start.elapsed();
+        assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+        assert!(health.to_ascii_lowercase().contains("retry-after"), "{health}");
+        assert!(took < Duration::from_millis(1100), "attempt {i}: /health took {took:?}");
+    }
+    let _redis = durable_redis(port, &dir);
+    common::push::eventually("recovery after Redis is back", || async {
+        sender.push(&sub, "after").await.status == 201
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_over_tls() {
     let dir = std::env::temp_dir().join(format!("tidings-rediss-{}", std::process::id()));
@@ -139,35 +146,27 @@ async fn the_redis_store_over_tls() {
     std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
     let port = common::free_port();
     // A Redis that speaks only TLS.
-    let _redis = Redis {
-        child: Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--tls-auth-clients",
-                "no",
-            ])
-            .arg("--tls-cert-file")
-            .arg(dir.join("cert.pem"))
-            .arg("--tls-key-file")
-            .arg(dir.join("key.pem"))
-            .arg("--tls-ca-cert-file")
-            .arg(dir.join("cert.pem"))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // A Redis that speaks only TLS (the later --port 0 turns the plain port off).
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let tls_port = port.to_string();
+    let _redis = RedisServer::start(
+        port,
+        &dir,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &tls_port,
+            "--tls-auth-clients",
+            "no",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--tls-ca-cert-file",
+            cert.to_str().unwrap(),
+        ],
+    );
     let ca = dir.join("cert.pem");
     let service = Service::start(&[
         "--store",

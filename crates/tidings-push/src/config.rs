@@ -39,10 +39,19 @@ pub struct Config {
     /// Endpoint keys (base64url, the first seals); `None` reads or creates
     /// `<data_dir>/endpoint-keys`.
     pub endpoint_keys: Option<String>,
-    /// This node's name in routing entries (multi-node deployments).
+    /// This node's name in routing entries (multi-node deployments), unique among the nodes
+    /// sharing a store.
     pub node_id: String,
     /// Caps on connections and new user agents (0 turns one off).
     pub caps: Caps,
+}
+
+/// `<hostname>-<pid>`: unique among nodes on different hosts and containers (where every
+/// process may be pid 1), and among processes on one host.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}-{}", if host.is_empty() { "node" } else { host }, std::process::id())
 }
 
 impl Config {
@@ -61,7 +70,7 @@ impl Config {
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             endpoint_keys: None,
-            node_id: format!("node-{}", std::process::id()),
+            node_id: default_node_id(),
             caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
         }
     }

@@ -117,11 +117,16 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
     response
 }
 
-/// `GET /health`: 200 when storage answers, 503 otherwise.
+/// How long `/health` waits for storage: a load balancer's check must get its answer
+/// before its own timeout, and storage slower than this is not healthy anyway.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /health`: 200 when storage answers, 503 (with `Retry-After`) otherwise.
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
-    let (status, storage) = match app.store.ready().await {
-        Ok(()) => (StatusCode::OK, "OK".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let (status, storage) = match tokio::time::timeout(HEALTH_TIMEOUT, app.store.ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "OK".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage did not answer within a second".to_owned()),
     };
     let body = serde_json::json!({
         "status": if status == StatusCode::OK { "OK" } else { "unavailable" },
@@ -129,7 +134,12 @@ async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
         "connections": app.registry.len(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let mut response =
+        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if status != StatusCode::OK {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    }
+    response
 }
 
 async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {

@@ -213,7 +213,29 @@ pub struct RedisStore {
     target: Target,
     redis: Connection,
     prefix: String,
+    replicas: Option<Replicas>,
 }
+
+/// How a store waits for replicas before a write counts as done ([`RedisStore::wait_for_replicas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicas {
+    /// Replicas (of each primary, on a cluster) that must have the write.
+    pub count: u32,
+    /// How long to wait for them; past it the write fails (the push API answers 503).
+    pub timeout: std::time::Duration,
+}
+
+/// How long connecting to Redis may take before a request fails. A push service must answer
+/// fast when Redis is gone (503, so senders retry elsewhere or later, and a load balancer's
+/// health check gets its answer): a second, and one retry, not the client's default backoff
+/// of several seconds.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long one command may take before it fails (a `WAIT` gets its own timeout on top).
+pub const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The oldest Redis the scripts work with: `ZADD ... LT` came in 6.2.
+pub const MIN_VERSION: (u32, u32) = (6, 2);
 
 /// Where the store's Redis is, kept to open the subscription connection of `node_events`.
 #[derive(Clone)]
@@ -310,10 +332,25 @@ impl RedisStore {
     /// TLS), with keys under `prefix`; a comma-separated list of such URLs names the seed
     /// nodes of a Redis Cluster. A TLS server is trusted by the system's CAs, or by `ca_pem`
     /// (a PEM certificate) when given.
-    pub async fn connect(url: &str, prefix: &str, ca_pem: Option<Vec<u8>>) -> Result<Self> {
+    ///
+    /// With `replicas`, every write that creates something (a user agent, a channel, a
+    /// message) returns only once that many replicas have it. Fails if the server is older
+    /// than [`MIN_VERSION`].
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ca_pem: Option<Vec<u8>>,
+        replicas: Option<Replicas>,
+    ) -> Result<Self> {
         let nodes: Vec<String> = url.split(',').map(|n| n.trim().to_owned()).collect();
+        let response_timeout = RESPONSE_TIMEOUT + replicas.map_or(std::time::Duration::ZERO, |r| r.timeout);
         let (target, redis) = if nodes.len() > 1 {
-            let client = cluster_builder(&nodes, &ca_pem).build().map_err(error)?;
+            let client = cluster_builder(&nodes, &ca_pem)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(response_timeout)
+                .retries(1)
+                .build()
+                .map_err(error)?;
             let redis = client.get_async_connection().await.map_err(error)?;
             (Target::Cluster { nodes, ca_pem }, Connection::Cluster(redis))
         } else {
@@ -325,10 +362,96 @@ impl RedisStore {
                 None => redis::Client::open(url),
             }
             .map_err(error)?;
-            let redis = ConnectionManager::new(client.clone()).await.map_err(error)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(response_timeout))
+                .set_number_of_retries(1)
+                .set_min_delay(std::time::Duration::from_millis(100))
+                .set_max_delay(std::time::Duration::from_millis(200));
+            let redis = ConnectionManager::new_with_config(client.clone(), config).await.map_err(error)?;
             (Target::Single(client), Connection::Single(redis))
         };
-        Ok(Self { target, redis, prefix: prefix.to_owned() })
+        let store = Self { target, redis, prefix: prefix.to_owned(), replicas };
+        store.check_version().await?;
+        Ok(store)
+    }
+
+    /// Refuses a server older than [`MIN_VERSION`] with a clear error (the scripts would
+    /// otherwise fail on the first message, far from the cause).
+    async fn check_version(&self) -> Result<()> {
+        let info: redis::Value =
+            redis::cmd("INFO").arg("server").query_async(&mut self.redis.clone()).await.map_err(error)?;
+        let mut texts = Vec::new();
+        collect_strings(&info, &mut texts);
+        let versions: Vec<(u32, u32)> = texts.iter().filter_map(|t| server_version(t)).collect();
+        match versions.iter().min() {
+            Some(&oldest) if oldest < MIN_VERSION => Err(error(format!(
+                "the server is Redis {}.{}; Tidings needs {}.{} or newer (ZADD ... LT)",
+                oldest.0, oldest.1, MIN_VERSION.0, MIN_VERSION.1
+            ))),
+            Some(_) => Ok(()),
+            None => Err(error("INFO server did not say the Redis version")),
+        }
+    }
+
+    /// Waits until the configured number of replicas has every write this store's connection
+    /// made so far to the server holding `key` (`WAIT` covers all earlier writes of the
+    /// connection it is sent on; on a cluster it goes to the primary of `key`'s slot only, so
+    /// a shard that lost its replica refuses writes without stopping the others). Without
+    /// replicas configured, returns at once.
+    async fn wait_for_replicas(&self, key: &str) -> Result<()> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let Some(replicas) = self.replicas else { return Ok(()) };
+        let timeout_ms = u64::try_from(replicas.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas.count).arg(timeout_ms);
+        let reached: i64 = match &self.redis {
+            Connection::Single(connection) => {
+                wait.query_async(&mut connection.clone()).await.map_err(error)?
+            }
+            Connection::Cluster(connection) => {
+                let primary = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(primary));
+                let value = connection.clone().route_command(wait, routing).await.map_err(error)?;
+                i64::from_redis_value(value).map_err(error)?
+            }
+        };
+        if reached < i64::from(replicas.count) {
+            return Err(error(format!(
+                "only {reached} of {} replicas confirmed the write within {timeout_ms} ms",
+                replicas.count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses to start a node whose id a live node already uses: two nodes with one id
+    /// would take each other's deliveries. A live node is subscribed to its channel, so the
+    /// count of subscribers answers (a node that died has closed its connection, and its id
+    /// is free at once).
+    async fn check_node_id_free(&self, node: &str) -> Result<()> {
+        let channel = self.node_channel(node);
+        let command = match self.target {
+            Target::Single(_) => "NUMSUB",
+            Target::Cluster { .. } => "SHARDNUMSUB",
+        };
+        let answer: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg(command)
+            .arg(&channel)
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        let listeners = answer.get(1).and_then(|v| i64::from_redis_value_ref(v).ok()).unwrap_or(0);
+        if listeners > 0 {
+            return Err(error(format!(
+                "another live node already uses the node id {node:?} on this Redis: give each node its own --node-id"
+            )));
+        }
+        Ok(())
+    }
+
+    fn node_channel(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
     }
 
     fn keys(&self, uaid: Uaid) -> [String; 9] {
@@ -413,6 +536,28 @@ async fn cluster_events(
     Ok(receiver)
 }
 
+/// Every string in an `INFO` answer (a cluster answers with one per node).
+fn collect_strings(value: &redis::Value, out: &mut Vec<String>) {
+    match value {
+        redis::Value::BulkString(bytes) => out.push(String::from_utf8_lossy(bytes).into_owned()),
+        redis::Value::VerbatimString { text, .. } | redis::Value::SimpleString(text) => {
+            out.push(text.clone())
+        }
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().for_each(|item| collect_strings(item, out));
+        }
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(_, item)| collect_strings(item, out)),
+        _ => {}
+    }
+}
+
+/// `major.minor` from the `redis_version:` line of an `INFO server` answer.
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let version = info.lines().find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 fn invoke<'a>(script: &'a Script, keys: &[String]) -> redis::ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
     for key in keys {
@@ -433,6 +578,7 @@ impl Store for RedisStore {
             .await
             .map_err(error)?
             .is_some();
+        self.wait_for_replicas(&self.keys(uaid)[0]).await?;
         Ok(!created)
     }
 
@@ -469,6 +615,9 @@ impl Store for RedisStore {
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(error)?;
+        if added == 1 {
+            self.wait_for_replicas(&keys[0]).await?;
+        }
         Ok(match added {
             1 => Added::Added,
             2 => Added::TooMany,
@@ -532,14 +681,22 @@ impl Store for RedisStore {
             .invoke_async::<Vec<i64>>(&mut redis);
         let (answer, noted) = tokio::join!(saving, noted);
         let answer = answer.map_err(error)?;
-        noted.map_err(error)?;
-        match answer.as_slice() {
-            [0, ..] => Ok(Saved::NoChannel),
-            [2, ..] => Ok(Saved::Full),
-            [1, id, ..] => Ok(Saved::Stored(*id as MessageId)),
-            [3, id, old, ..] => Ok(Saved::Replaced { id: *id as MessageId, old: *old as MessageId }),
-            _ => Err(error("unexpected answer from the save script")),
+        // The message is stored: failing now would make the sender send it again. Without
+        // its index entry the message still expires by Redis's TTL on its keys.
+        if let Err(e) = noted {
+            tracing::warn!(error = %e, "could not note a message's expiry for the sweeper; Redis's TTL removes it");
         }
+        let saved = match answer.as_slice() {
+            [0, ..] => Saved::NoChannel,
+            [2, ..] => Saved::Full,
+            [1, id, ..] => Saved::Stored(*id as MessageId),
+            [3, id, old, ..] => Saved::Replaced { id: *id as MessageId, old: *old as MessageId },
+            _ => return Err(error("unexpected answer from the save script")),
+        };
+        if matches!(saved, Saved::Stored(_) | Saved::Replaced { .. }) {
+            self.wait_for_replicas(&keys[0]).await?;
+        }
+        Ok(saved)
     }
 
     async fn messages(
@@ -652,7 +809,8 @@ impl Store for RedisStore {
     }
 
     async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
-        let channel = format!("{}:node:{node}", self.prefix);
+        self.check_node_id_free(node).await?;
+        let channel = self.node_channel(node);
         let receiver = match &self.target {
             Target::Single(client) => single_events(client.clone(), channel).await?,
             Target::Cluster { nodes, ca_pem } => cluster_events(nodes, ca_pem, channel).await?,
@@ -669,7 +827,7 @@ impl Store for RedisStore {
             Target::Cluster { .. } => "SPUBLISH",
         };
         let heard: i64 = redis::cmd(command)
-            .arg(format!("{}:node:{node}", self.prefix))
+            .arg(self.node_channel(node))
             .arg(encode_event(&event))
             .query_async(&mut self.redis.clone())
             .await
@@ -720,7 +878,7 @@ mod tests {
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        RedisStore::connect(&url, &prefix, None)
+        RedisStore::connect(&url, &prefix, None, None)
             .await
             .unwrap_or_else(|e| panic!("no Redis at {url} ({e}): scripts/test starts one"))
     }
@@ -776,6 +934,42 @@ mod tests {
         assert!(store.channel(uaid, channel_id).await.unwrap().is_some());
         message.expires_at = clock + 3600;
         assert_eq!(store.save_message(uaid, message, None, 2).await.unwrap(), Saved::Stored(4));
+    }
+
+    #[test]
+    fn server_versions_are_read_from_info() {
+        assert_eq!(
+            server_version("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n"),
+            Some((7, 0))
+        );
+        assert_eq!(server_version("redis_version:6.0.16"), Some((6, 0)));
+        assert_eq!(server_version("valkey_version:8.0.1"), None);
+        assert!(server_version("redis_version:6.0.16").unwrap() < MIN_VERSION);
+    }
+
+    /// A second node with the id of a live one is refused; once the first is gone, the id
+    /// is free again.
+    #[tokio::test]
+    async fn a_node_id_in_use_is_refused() {
+        let first = fresh().await;
+        let events = first.node_events("node-x").await.unwrap();
+        let second = RedisStore { prefix: first.prefix.clone(), ..fresh().await };
+        let refused = second.node_events("node-x").await.unwrap_err();
+        assert!(refused.to_string().contains("already uses the node id"), "{refused}");
+        assert!(second.node_events("node-y").await.is_ok());
+        // Its listener ends at the next event it cannot pass on, as a dead node's connection
+        // ends at once.
+        drop(events);
+        second.publish("node-x", NodeEvent::Disconnect { uaid: Uaid([0; 16]) }).await.unwrap();
+        let mut free = false;
+        for _ in 0..50 {
+            if second.check_node_id_free("node-x").await.is_ok() {
+                free = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(free, "the id stays taken after its node is gone");
     }
 
     /// Routing entries expire unless their node renews them, so a dead node's go away.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tidings_push::{Config, Server};
 use tidings_store::Store;
 use tidings_store::embedded::EmbeddedStore;
-use tidings_store::redis::RedisStore;
+use tidings_store::redis::{RedisStore, Replicas};
 
 /// Every option can also be set with the environment variable shown, or as the same name in
 /// snake_case in the TOML file given with --config. Flags win over the environment, the
@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// Prefix of every Redis key, so that deployments can share a server [default: tidings].
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", value_name = "PREFIX")]
     redis_prefix: Option<String>,
+    /// With Redis: answer 201 (and register a subscription) only once this many replicas of
+    /// the primary (of every primary, on a cluster) have the write (Redis WAIT), so that
+    /// losing a primary loses nothing accepted [default: 0, the primary alone].
+    #[arg(long, env = "TIDINGS_REDIS_REPLICAS", value_name = "COUNT")]
+    redis_replicas: Option<u32>,
+    /// Milliseconds to wait for --redis-replicas before the write fails with 503 (the
+    /// sender retries; the message may then arrive twice) [default: 1000].
+    #[arg(long, env = "TIDINGS_REDIS_REPLICA_TIMEOUT", value_name = "MS")]
+    redis_replica_timeout: Option<u64>,
     /// For a rediss:// store: trust this PEM CA certificate instead of the system's.
     #[arg(long, env = "TIDINGS_REDIS_CA_FILE", value_name = "FILE")]
     redis_ca_file: Option<PathBuf>,
@@ -95,7 +104,8 @@ pub struct ServeArgs {
     /// [default: <data-dir>/endpoint-keys, created on first start].
     #[arg(long, env = "TIDINGS_ENDPOINT_KEYS_FILE", value_name = "FILE")]
     endpoint_keys_file: Option<PathBuf>,
-    /// This node's name, for multi-node deployments [default: node-<pid>].
+    /// This node's name, for multi-node deployments; unique among the nodes sharing a
+    /// store (a node refuses to start with the id of a live one) [default: <hostname>-<pid>].
     #[arg(long, env = "TIDINGS_NODE_ID", value_name = "NAME")]
     node_id: Option<String>,
     /// Log filter, e.g. info, debug, tidings_push=debug [default: info].
@@ -112,6 +122,8 @@ struct FileConfig {
     store: Option<String>,
     redis_prefix: Option<String>,
     redis_ca_file: Option<PathBuf>,
+    redis_replicas: Option<u32>,
+    redis_replica_timeout: Option<u64>,
     data_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -148,6 +160,15 @@ pub fn run(args: ServeArgs) -> Result<Code> {
         Some(path) => Some(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?),
         None => None,
     };
+    let replicas = match args.redis_replicas.or(file.redis_replicas) {
+        None | Some(0) => None,
+        Some(count) => Some(Replicas {
+            count,
+            timeout: Duration::from_millis(
+                args.redis_replica_timeout.or(file.redis_replica_timeout).unwrap_or(1000),
+            ),
+        }),
+    };
     let config = config(args, file)?;
     // Every WebSocket is a file descriptor: use all the process may have.
     if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -160,7 +181,7 @@ pub fn run(args: ServeArgs) -> Result<Code> {
                 EmbeddedStore::open(&config.data_dir.join("store")).context("cannot open the database")?;
             serve_on(config, embedded, "embedded", started).await
         } else if is_redis(&store) {
-            let redis = RedisStore::connect(&store, &prefix, redis_ca)
+            let redis = RedisStore::connect(&store, &prefix, redis_ca, replicas)
                 .await
                 .with_context(|| format!("cannot connect to Redis at {}", redacted(&store)))?;
             serve_on(config, redis, "redis", started).await

@@ -168,3 +168,4 @@ pub mod firefox;
 pub mod hub;
 pub mod postgres;
 pub mod push;
+pub mod redis;
