@@ -134,3 +134,68 @@ async fn a_client_pinging_in_a_loop_is_closed() {
     assert_eq!(metric(&service, "tidings_refused_total{limit=\"client_pings\"}").await, Some(1.0));
     still_served(&mut calm).await;
 }
+
+/// Starts a POST to `endpoint` declaring a 100-byte body and sends only its headers; the
+/// socket, to trickle or hold the body, and read the answer.
+async fn post_without_body(port: u16, endpoint: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let path = endpoint.split_once(&format!(":{port}")).unwrap().1;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTTL: 60\r\nContent-Encoding: aes128gcm\r\n\
+         Content-Length: 100\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// The status of the answer on `tcp`.
+async fn answer_status(tcp: &mut tokio::net::TcpStream, wait: Duration) -> Option<u16> {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(wait, tcp.read(&mut answer)).await.ok()?.ok()?;
+    String::from_utf8_lossy(&answer[..n]).split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_body_trickled_too_slowly_gets_408_and_others_are_served_meanwhile() {
+    use tokio::io::AsyncWriteExt as _;
+    let service = Service::start(&["--body-timeout", "1"]);
+    let (sender, mut agent, sub) = common::push::subscribed(&service).await;
+    let mut slow = post_without_body(service.port, &sub.endpoint).await;
+    let start = std::time::Instant::now();
+    // One byte a quarter second: far slower than any sender.
+    let mut status = None;
+    while status.is_none() && start.elapsed() < Duration::from_secs(5) {
+        let _ = slow.write_all(b"x").await;
+        status = answer_status(&mut slow, Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, Some(408));
+    assert!(start.elapsed() < Duration::from_secs(3), "the 408 took {:?}", start.elapsed());
+    assert_eq!(metric(&service, "tidings_push_errors_total{errno=\"114\"}").await, Some(1.0));
+    assert_eq!(sender.push(&sub, "not stuck").await.status, 201);
+    assert_eq!(sub.decrypt(&agent.notification().await), b"not stuck");
+}
+
+#[tokio::test]
+async fn posts_beyond_the_concurrency_cap_get_503_at_once() {
+    let service = Service::start(&["--max-concurrent-posts", "2", "--body-timeout", "2"]);
+    let (sender, mut agent, sub) = common::push::subscribed(&service).await;
+    let mut held = [
+        post_without_body(service.port, &sub.endpoint).await,
+        post_without_body(service.port, &sub.endpoint).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = std::time::Instant::now();
+    let answer = sender.push(&sub, "one too many").await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.retry_after.is_some(), "503 without Retry-After");
+    assert!(start.elapsed() < Duration::from_millis(500), "the 503 took {:?}", start.elapsed());
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"concurrent_posts\"}").await, Some(1.0));
+    // The held requests end with their timeout, and the slots are free again.
+    for tcp in &mut held {
+        assert_eq!(answer_status(tcp, Duration::from_secs(4)).await, Some(408));
+    }
+    assert_eq!(sender.push(&sub, "room again").await.status, 201);
+    assert_eq!(sub.decrypt(&agent.notification().await), b"room again");
+}

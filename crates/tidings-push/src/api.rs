@@ -183,6 +183,11 @@ pub async fn push<S: Store>(
     body: Body,
 ) -> Response {
     let start = Instant::now();
+    let Ok(_permit) = app.posts.try_acquire() else {
+        app.metrics.refuse("concurrent_posts");
+        return app
+            .error_response(refuse(Errno::Unavailable, "too many requests in progress; try again later"));
+    };
     match accept(&app, &token, &headers, body).await {
         Ok(response) => {
             app.metrics.accepted.inc();
@@ -209,7 +214,13 @@ async fn accept<S: Store>(
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(body, max).collect().await.map_err(|_| too_large())?.to_bytes();
+    let body = match tokio::time::timeout(app.config.body_timeout, Limited::new(body, max).collect()).await {
+        Ok(body) => body.map_err(|_| too_large())?.to_bytes(),
+        Err(_) => {
+            let seconds = app.config.body_timeout.as_secs();
+            return Err(refuse(Errno::SlowBody, format!("the body did not arrive within {seconds} s")));
+        }
+    };
     let now = crate::app::unix_now();
     let valid = validate(headers, body.len(), &endpoint, &app.audience, app.config.max_ttl, now, &app.vapid)?;
     let message = Message {

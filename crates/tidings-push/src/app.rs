@@ -27,6 +27,8 @@ pub struct App<S> {
     pub vapid: VapidCache,
     /// Connections and new user agents, counted against their caps.
     pub limits: Arc<Limits>,
+    /// One permit per POST in progress ([`Config::max_concurrent_posts`]).
+    pub posts: tokio::sync::Semaphore,
 }
 
 impl<S> App<S> {
@@ -35,7 +37,10 @@ impl<S> App<S> {
         let audience = origin(&config.public_url);
         let metrics = Metrics::new(&config.node_id);
         let limits = Limits::new(config.caps);
+        let posts =
+            tokio::sync::Semaphore::new(config.max_concurrent_posts.min(tokio::sync::Semaphore::MAX_PERMITS));
         Self {
+            posts,
             limits,
             config,
             store,

@@ -32,6 +32,12 @@ pub struct Config {
     /// messages (its endpoints answer 410; if it comes back it gets a new uaid and
     /// subscribes again), as autopush drops user agents idle for 60 days.
     pub forget_idle_after: Duration,
+    /// How long a POST's body may take to arrive (408 beyond): a sender trickling bytes
+    /// would otherwise hold a request slot as long as it likes.
+    pub body_timeout: Duration,
+    /// POSTs handled at once; beyond, 503 with `Retry-After` at once (bounds the memory
+    /// bodies in progress can take).
+    pub max_concurrent_posts: usize,
     /// How long a new WebSocket may take to say `hello`.
     pub hello_timeout: Duration,
     /// How long a write to a user agent may take; one that does not read is disconnected.
@@ -66,6 +72,8 @@ impl Config {
             max_ttl: 30 * 24 * 3600,
             max_pending: 1000,
             max_channels: 500,
+            body_timeout: Duration::from_secs(10),
+            max_concurrent_posts: 4096,
             forget_idle_after: Duration::from_secs(60 * 24 * 3600),
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),

@@ -264,7 +264,9 @@ impl Store for EmbeddedStore {
         key_hash: Option<[u8; 16]>,
         max_pending: usize,
     ) -> Result<Saved> {
-        match self.write(Request::Save(uaid, message, key_hash, max_pending)).await? {
+        // A POST waits for no backlog: with the queue full, the sender is told to retry.
+        let saved = self.writer.try_write(Request::Save(uaid, message, key_hash, max_pending)).await;
+        match saved.ok_or_else(|| StoreError("busy: the write queue is full".into()))?? {
             Value::Saved(saved) => Ok(saved),
             _ => unreachable!("Save answers Saved"),
         }

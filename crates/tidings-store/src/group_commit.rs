@@ -95,6 +95,17 @@ impl<A: Apply> Writer<A> {
         answer.await.map_err(|_| Stopped)?
     }
 
+    /// Like [`Writer::write`], but `None` at once when the queue is full, for callers that
+    /// would rather refuse (and have the client retry) than wait behind a backlog.
+    pub async fn try_write(&self, op: A::Op) -> Option<Result<A::Value, A::Error>> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Job { op, reply }) {
+            Ok(()) => Some(answer.await.map_err(|_| Stopped.into()).and_then(|answer| answer)),
+            Err(mpsc::error::TrySendError::Full(_)) => None,
+            Err(mpsc::error::TrySendError::Closed(_)) => Some(Err(Stopped.into())),
+        }
+    }
+
     /// Whether the writer thread has ended.
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed()
@@ -166,5 +177,66 @@ fn commit<A: Apply>(keyspaces: &A::Keyspaces, applier: &mut A, batch: &mut Vec<J
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreError;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A database and a gate each operation waits at, so that the test decides when the
+    /// writer thread moves on.
+    struct Gated {
+        db: SingleWriterTxDatabase,
+        gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    struct WaitAtGate;
+
+    impl Apply for WaitAtGate {
+        type Keyspaces = Gated;
+        type Op = ();
+        type Value = ();
+        type Error = StoreError;
+
+        fn database(keyspaces: &Gated) -> &SingleWriterTxDatabase {
+            &keyspaces.db
+        }
+
+        fn apply(&mut self, keyspaces: &Gated, _tx: &mut Tx<'_>, _op: &()) -> Result<(), StoreError> {
+            let _ = keyspaces.gate.lock().unwrap().recv();
+            Ok(())
+        }
+    }
+
+    /// With the writer busy and its queue full, `try_write` refuses at once (where `write`
+    /// would wait), and what was queued is still applied.
+    #[tokio::test]
+    async fn try_write_refuses_when_the_queue_is_full() {
+        let dir = std::env::temp_dir().join(format!("tidings-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = crate::embedded::open_database(&dir, "test").unwrap();
+        let (open, gate) = std::sync::mpsc::channel();
+        let gated = Arc::new(Gated { db, gate: Mutex::new(gate) });
+        let writer = Writer::spawn("test-writer", gated, WaitAtGate, 1, 1).unwrap();
+        let busy = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.try_write(()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(writer.try_write(()).await.is_none(), "a full queue refuses");
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert!(matches!(queued.await.unwrap(), Some(Ok(()))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,11 @@ pub enum Errno {
     KeyMismatch = 112,
     /// 429 errno 113: too many pending messages for this subscription.
     TooManyPending = 113,
-    /// 503 errno 201: storage unavailable; try again after Retry-After.
+    /// 408 errno 114: the body did not arrive in time (a sender this slow holds a request
+    /// slot for nothing).
+    SlowBody = 114,
+    /// 503 errno 201: storage unavailable, or the node busy (too many requests in progress,
+    /// the write queue full); try again after Retry-After.
     Unavailable = 201,
     /// 500 errno 999: an unexpected internal error.
     Internal = 999,
@@ -32,7 +36,7 @@ pub enum Errno {
 
 impl Errno {
     /// Every errno, in table order.
-    pub const ALL: [Errno; 11] = [
+    pub const ALL: [Errno; 12] = [
         Errno::InvalidToken,
         Errno::Gone,
         Errno::TooLarge,
@@ -42,6 +46,7 @@ impl Errno {
         Errno::MissingTtl,
         Errno::KeyMismatch,
         Errno::TooManyPending,
+        Errno::SlowBody,
         Errno::Unavailable,
         Errno::Internal,
     ];
@@ -56,6 +61,7 @@ impl Errno {
             Self::InvalidHeader | Self::MissingTtl => 400,
             Self::KeyMismatch => 403,
             Self::TooManyPending => 429,
+            Self::SlowBody => 408,
             Self::Unavailable => 503,
             Self::Internal => 500,
         }
@@ -73,6 +79,7 @@ impl Errno {
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
+            408 => "Request Timeout",
             410 => "Gone",
             413 => "Payload Too Large",
             429 => "Too Many Requests",

@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// uaid and subscribes again) [default: 5184000, 60 days].
     #[arg(long, env = "TIDINGS_FORGET_IDLE_AFTER", value_name = "SECONDS")]
     forget_idle_after: Option<u64>,
+    /// Seconds a POST's body may take to arrive; a slower sender gets 408 [default: 10].
+    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_name = "SECONDS")]
+    body_timeout: Option<u64>,
+    /// POSTs handled at once; beyond, 503 with Retry-After at once [default: 4096].
+    #[arg(long, env = "TIDINGS_MAX_CONCURRENT_POSTS", value_name = "COUNT")]
+    max_concurrent_posts: Option<usize>,
     /// WebSocket connections this node holds at most; beyond it new ones get 503 before
     /// the upgrade (0: no cap) [default: 100000].
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "COUNT")]
@@ -132,6 +138,8 @@ struct FileConfig {
     max_pending: Option<usize>,
     max_channels: Option<usize>,
     forget_idle_after: Option<u64>,
+    body_timeout: Option<u64>,
+    max_concurrent_posts: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     new_users_per_address: Option<usize>,
@@ -273,6 +281,15 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
             bail!("--forget-idle-after must be at least 1 second");
         }
         config.forget_idle_after = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = args.body_timeout.or(file.body_timeout) {
+        config.body_timeout = Duration::from_secs(seconds.max(1));
+    }
+    if let Some(count) = args.max_concurrent_posts.or(file.max_concurrent_posts) {
+        if count == 0 {
+            bail!("--max-concurrent-posts must be at least 1");
+        }
+        config.max_concurrent_posts = count;
     }
     if let Some(count) = args.max_connections.or(file.max_connections) {
         config.caps.connections = count;

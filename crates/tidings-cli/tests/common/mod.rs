@@ -140,6 +140,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A TCP port free on every address (a port free on loopback may be in use on another).
+pub fn free_port_everywhere() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A minimal blocking HTTP/1.1 POST of JSON on loopback: (status, body).
 pub fn post_json(port: u16, path: &str, body: &Value) -> std::io::Result<(u16, String)> {
     use std::io::Read as _;

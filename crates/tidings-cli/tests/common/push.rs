@@ -62,7 +62,7 @@ impl Service {
     /// Starts a service listening on every address (`0.0.0.0`), so that clients can reach
     /// it from the machine's own non-loopback address.
     pub fn start_on_every_address(args: &[&str]) -> Self {
-        let port = super::free_port();
+        let port = super::free_port_everywhere();
         let public_url = format!("http://127.0.0.1:{port}");
         let args: Vec<&str> = args.iter().copied().chain(["--public-url", &public_url]).collect();
         Self::launch_on("0.0.0.0", port, &args, &[])
