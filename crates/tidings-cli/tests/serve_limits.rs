@@ -13,12 +13,19 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The upgrade request's answer: its status and `Retry-After`, over a raw socket.
 async fn upgrade_status(host: &str, port: u16) -> (u16, Option<String>) {
+    let (status, retry, _) = upgrade_with(host, port, "").await;
+    (status, retry)
+}
+
+/// An upgrade request with `extra` header lines: its status, `Retry-After`, and the socket
+/// (open, if upgraded).
+async fn upgrade_with(host: &str, port: u16, extra: &str) -> (u16, Option<String>, tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = tokio::net::TcpStream::connect((host, port)).await.unwrap();
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: push-notification\r\n\r\n"
+         Sec-WebSocket-Protocol: push-notification\r\n{extra}\r\n"
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut answer = vec![0; 4096];
@@ -28,7 +35,7 @@ async fn upgrade_status(host: &str, port: u16) -> (u16, Option<String>) {
     let retry = text
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_owned()));
-    (status, retry)
+    (status, retry, tcp)
 }
 
 /// This machine's own address on its default route: reaching a service on it comes from a
@@ -198,4 +205,32 @@ async fn posts_beyond_the_concurrency_cap_get_503_at_once() {
     }
     assert_eq!(sender.push(&sub, "room again").await.status, 201);
     assert_eq!(sub.decrypt(&agent.notification().await), b"room again");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    let service = Service::start(&["--max-connections-per-address", "2", "--trusted-proxy", "127.0.0.1"]);
+    let from = |client: &str| format!("X-Forwarded-For: {client}\r\n");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (status, _, tcp) = upgrade_with("127.0.0.1", service.port, &from("203.0.113.5")).await;
+        assert_eq!(status, 101);
+        held.push(tcp);
+    }
+    let (status, retry, _) = upgrade_with("127.0.0.1", service.port, &from("203.0.113.5")).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("60")), "the forwarded client's third connection");
+    let (status, _, _other) = upgrade_with("127.0.0.1", service.port, &from("203.0.113.6")).await;
+    assert_eq!(status, 101, "another client behind the same proxy");
+    let forwarded = "Forwarded: for=\"[2001:db8:1:2::7]\"\r\n";
+    let (status, _, _v6) = upgrade_with("127.0.0.1", service.port, forwarded).await;
+    assert_eq!(status, 101, "Forwarded (RFC 7239) names the client too");
+
+    // Without --trusted-proxy the header is ignored: loopback is not counted at all.
+    let open = Service::start(&["--max-connections-per-address", "2"]);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (status, _, tcp) = upgrade_with("127.0.0.1", open.port, &from("203.0.113.5")).await;
+        assert_eq!(status, 101, "an untrusted X-Forwarded-For is not believed");
+        held.push(tcp);
+    }
 }

@@ -21,7 +21,6 @@
 //! * [`subscribe`]: what the browser sends, checked (endpoint, keys, topics).
 //! * [`ownership`]: who may change a subscription (the proof is its `auth` secret), and what
 //!   a registration does to the stored record.
-//! * [`client_ip`]: the client address rate limits count, behind trusted reverse proxies.
 //! * [`csrf`]: same-origin checks and per-session tokens for the browser-facing routes.
 //! * [`user_token`]: the signed, single-use token an app gives its page to name the user.
 //! * [`api_keys`]: the app's API keys, stored hashed (in a file, or in the database).
@@ -31,7 +30,6 @@
 //! * [`server`], [`config`]: starting, serving and the settings.
 
 pub mod api_keys;
-pub mod client_ip;
 pub mod config;
 pub mod csrf;
 pub mod dispatch;

@@ -48,6 +48,9 @@ pub struct Config {
     /// This node's name in routing entries (multi-node deployments), unique among the nodes
     /// sharing a store.
     pub node_id: String,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say which client they serve, so
+    /// that the per-address limits count clients, not the proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps on connections and new user agents (0 turns one off).
     pub caps: Caps,
 }
@@ -79,6 +82,7 @@ impl Config {
             write_timeout: Duration::from_secs(10),
             endpoint_keys: None,
             node_id: default_node_id(),
+            trusted_proxies: Vec::new(),
             caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
         }
     }

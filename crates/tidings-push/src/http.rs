@@ -67,7 +67,15 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
     // Admitted before the upgrade, so that a refusal is a plain 503 and the connections
     // already open are untouched.
     let peer = request.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-    let slot = match app.limits.connect(peer) {
+    let headers = request.headers();
+    let header_values = |name| headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let client = tidings_wire::client_ip::client(
+        peer,
+        header_values(header::FORWARDED),
+        header_values(http::HeaderName::from_static("x-forwarded-for")),
+        &app.config.trusted_proxies,
+    );
+    let slot = match app.limits.connect(client) {
         Ok(slot) => slot,
         Err(refusal) => {
             app.metrics.refuse(refusal.label());

@@ -97,20 +97,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The address a client is counted under: `None` for loopback (not limited per address).
+/// The address a client is counted under (its /64 for IPv6): `None` for loopback (not
+/// limited per address).
 fn counted(address: IpAddr) -> Option<IpAddr> {
-    match address {
-        IpAddr::V4(v4) if v4.is_loopback() => None,
-        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => counted(IpAddr::V4(v4)),
-            None if v6.is_loopback() => None,
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                Some(IpAddr::V6(bits.into()))
-            }
-        },
-    }
+    let bucket = tidings_wire::client_ip::bucket(address);
+    (!bucket.is_loopback()).then_some(bucket)
 }
 
 impl Limits {

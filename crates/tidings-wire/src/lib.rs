@@ -8,7 +8,9 @@
 //! * [`ws`]: the frames of the WebSocket protocol between user agent and push service.
 //! * [`ids`]: the user agent and channel ids those frames carry.
 //! * [`errno`]: the push API's error numbers and JSON error body.
+//! * [`client_ip`]: the client address behind trusted reverse proxies, for per-address limits.
 
+pub mod client_ip;
 pub mod endpoint;
 pub mod errno;
 pub mod headers;

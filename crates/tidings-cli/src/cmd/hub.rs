@@ -9,11 +9,11 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tidings_hub::client_ip::parse_net;
 use tidings_hub::config::{StoreChoice, origin};
 use tidings_hub::store::postgres::PostgresStore;
 use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
 use tidings_sender::PushHosts;
+use tidings_wire::client_ip::parse_net;
 
 /// Run the hub, or manage its keys. Every option of the hub itself can also be set with the
 /// environment variable shown, or in the TOML file given with --config (flags win over the

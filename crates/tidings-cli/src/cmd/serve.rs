@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// [default: 30].
     #[arg(long, env = "TIDINGS_NEW_USERS_PER_ADDRESS", value_name = "COUNT")]
     new_users_per_address: Option<usize>,
+    /// A reverse proxy (address or CIDR block, repeatable; comma-separated in the
+    /// environment) whose Forwarded / X-Forwarded-For headers name the client, so that the
+    /// per-address limits count clients instead of the proxy; from other peers those
+    /// headers are ignored.
+    #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
     /// Seconds a new WebSocket has to say hello [default: 10].
     #[arg(long, env = "TIDINGS_HELLO_TIMEOUT", value_name = "SECONDS")]
     hello_timeout: Option<u64>,
@@ -143,6 +149,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     new_users_per_address: Option<usize>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     hello_timeout: Option<u64>,
     write_timeout: Option<u64>,
     endpoint_keys_file: Option<PathBuf>,
@@ -300,6 +308,11 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
     if let Some(count) = args.new_users_per_address.or(file.new_users_per_address) {
         config.caps.new_users_per_address = count;
     }
+    let proxies = if args.trusted_proxy.is_empty() { file.trusted_proxies } else { args.trusted_proxy };
+    config.trusted_proxies = proxies
+        .iter()
+        .map(|p| tidings_wire::client_ip::parse_net(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+        .collect::<Result<_>>()?;
     if let Some(seconds) = args.hello_timeout.or(file.hello_timeout) {
         config.hello_timeout = Duration::from_secs(seconds.max(1));
     }

@@ -14,12 +14,12 @@
 //! attacker who exhausts an address's attempts (behind the same NAT, say) does not stop it.
 
 use super::ApiError;
-use crate::client_ip::bucket;
 use crate::config::Config;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use tidings_wire::client_ip::bucket;
 
 /// Admin login attempts allowed a minute per address or device.
 const LOGINS_PER_MINUTE: u32 = 5;

@@ -87,7 +87,7 @@ impl FromRequestParts<Arc<Shared>> for Client {
         let values = |name: header::HeaderName| {
             parts.headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok())
         };
-        Ok(Self(crate::client_ip::client(
+        Ok(Self(tidings_wire::client_ip::client(
             peer.0.ip(),
             values(header::FORWARDED),
             values(header::HeaderName::from_static("x-forwarded-for")),
