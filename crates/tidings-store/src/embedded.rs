@@ -328,6 +328,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn ready(&self) -> Result<()> {
+        if let Some(reason) = self.writer.broken() {
+            return Err(StoreError(reason.to_owned()));
+        }
         if self.writer.is_closed() {
             return Err(StoreError("the store's writer has stopped".into()));
         }

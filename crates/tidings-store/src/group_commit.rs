@@ -5,20 +5,29 @@
 //! write through it; what an operation does is theirs ([`Apply`]).
 //!
 //! A failing operation is answered with its error and the batch is applied again without
-//! it; a failed commit fails every operation of the batch.
+//! it; a failed commit fails every operation of the batch and breaks the writer: a journal
+//! that could not be written or synced cannot be trusted to hold later writes (fjall refuses
+//! them), so from then on every write fails at once with the reason ([`Writer::broken`]),
+//! which the stores report to `/health`, until the process is restarted.
 
 use fjall::{PersistMode, SingleWriterTxDatabase};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// A write transaction of the writer thread.
 pub type Tx<'a> = fjall::SingleWriterWriteTx<'a>;
 
-/// The writer has stopped (its thread ended, or the database was closed): a store turns
-/// this into its own error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the database's writer has stopped")]
-pub struct Stopped;
+/// The writer takes no more writes: its thread ended, or a commit failed and broke it. A
+/// store turns this into its own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Stopped(String);
+
+impl Stopped {
+    fn ended() -> Self {
+        Self("the database's writer has stopped".into())
+    }
+}
 
 /// What a store's writer does with its operations.
 pub trait Apply: Send + 'static {
@@ -63,11 +72,13 @@ struct Job<A: Apply> {
 /// The sending side of a writer thread. Cheap to clone.
 pub struct Writer<A: Apply> {
     queue: mpsc::Sender<Job<A>>,
+    /// Why the writer broke, once a commit failed.
+    broken: Arc<OnceLock<String>>,
 }
 
 impl<A: Apply> Clone for Writer<A> {
     fn clone(&self) -> Self {
-        Self { queue: self.queue.clone() }
+        Self { queue: self.queue.clone(), broken: self.broken.clone() }
     }
 }
 
@@ -82,17 +93,25 @@ impl<A: Apply> Writer<A> {
         queue: usize,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel(queue);
+        let broken = Arc::new(OnceLock::new());
+        let writer_broken = broken.clone();
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run::<A>(&keyspaces, applier, receiver, max_batch))?;
-        Ok(Self { queue: sender })
+            .spawn(move || run::<A>(&keyspaces, applier, receiver, max_batch, &writer_broken))?;
+        Ok(Self { queue: sender, broken })
+    }
+
+    /// Why the writer takes no more writes, once a commit failed (then every write fails at
+    /// once with this reason until the process restarts).
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.get().map(String::as_str)
     }
 
     /// Applies `op` in the next group commit and answers once it is durable.
     pub async fn write(&self, op: A::Op) -> Result<A::Value, A::Error> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { op, reply }).await.map_err(|_| Stopped)?;
-        answer.await.map_err(|_| Stopped)?
+        self.queue.send(Job { op, reply }).await.map_err(|_| Stopped::ended())?;
+        answer.await.map_err(|_| Stopped::ended())?
     }
 
     /// Like [`Writer::write`], but `None` at once when the queue is full, for callers that
@@ -100,9 +119,9 @@ impl<A: Apply> Writer<A> {
     pub async fn try_write(&self, op: A::Op) -> Option<Result<A::Value, A::Error>> {
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Job { op, reply }) {
-            Ok(()) => Some(answer.await.map_err(|_| Stopped.into()).and_then(|answer| answer)),
+            Ok(()) => Some(answer.await.map_err(|_| Stopped::ended().into()).and_then(|answer| answer)),
             Err(mpsc::error::TrySendError::Full(_)) => None,
-            Err(mpsc::error::TrySendError::Closed(_)) => Some(Err(Stopped.into())),
+            Err(mpsc::error::TrySendError::Closed(_)) => Some(Err(Stopped::ended().into())),
         }
     }
 
@@ -131,15 +150,28 @@ fn run<A: Apply>(
     mut applier: A,
     mut queue: mpsc::Receiver<Job<A>>,
     max_batch: usize,
+    broken: &OnceLock<String>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while next_batch(&mut queue, &mut batch, max_batch) {
-        commit(keyspaces, &mut applier, &mut batch);
+        match broken.get() {
+            Some(reason) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Stopped(reason.clone()).into()));
+                }
+            }
+            None => commit(keyspaces, &mut applier, &mut batch, broken),
+        }
     }
 }
 
 /// Applies a batch in one transaction and answers every operation once it is durable.
-fn commit<A: Apply>(keyspaces: &A::Keyspaces, applier: &mut A, batch: &mut Vec<Job<A>>) {
+fn commit<A: Apply>(
+    keyspaces: &A::Keyspaces,
+    applier: &mut A,
+    batch: &mut Vec<Job<A>>,
+    broken: &OnceLock<String>,
+) {
     while !batch.is_empty() {
         let mut tx = A::database(keyspaces).write_tx().durability(Some(PersistMode::SyncAll));
         applier.begin();
@@ -171,7 +203,14 @@ fn commit<A: Apply>(keyspaces: &A::Keyspaces, applier: &mut A, batch: &mut Vec<J
             Err(e) => {
                 applier.rolled_back();
                 let e = A::Error::from(e);
-                tracing::error!(error = %e, "a storage commit failed");
+                let reason = format!("the database refused a commit and takes no more writes: {e}");
+                tracing::error!(
+                    error = %e,
+                    "the database refused a commit (a full or failing disk?): every write now fails \
+                     and /health answers 503; free space or fix the disk, then restart (everything \
+                     committed before is safe)"
+                );
+                let _ = broken.set(reason);
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }

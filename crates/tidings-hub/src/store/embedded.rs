@@ -818,6 +818,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn ready(&self) -> Result<()> {
+        if let Some(reason) = self.writer.broken() {
+            return Err(error(reason));
+        }
         if self.writer.is_closed() {
             return Err(error("the hub's writer has stopped"));
         }
