@@ -6,7 +6,8 @@
 //! again and replaces the old subscription with its auth), a pushsubscriptionchange without
 //! oldSubscription (the service worker proves the old one from IndexedDB), the same while
 //! the hub is down (the request waits in the outbox), and Firefox's own event after the push
-//! service forgot the browser. Finally unsubscribe(),
+//! service forgot the browser for staying away longer than its idle period (Firefox comes
+//! back, is given a new uaid and subscribes again). Finally unsubscribe(),
 //! and the race a user hits by turning notifications off while the load-time sync() is
 //! still under way: the hub must not keep a subscriber that no longer exists.
 
@@ -48,7 +49,9 @@ async fn notify(http: &Http, hub: &HubProcess, key: &str, title: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kit_shows_hub_notifications_and_keeps_its_subscription_in_firefox() {
-    let mut service = Service::start(&[]);
+    // User agents away for 4 seconds are forgotten (60 days in production); a connected one
+    // never is.
+    let mut service = Service::start(&["--forget-idle-after", "4"]);
     let HubPage { mut hub, key, http, mut page, firefox } = HubPage::open(&service, "kit-firefox").await;
 
     let subscribed = page.next("subscribed", Duration::from_secs(60), &firefox).await;
@@ -119,11 +122,11 @@ async fn the_kit_shows_hub_notifications_and_keeps_its_subscription_in_firefox()
     notify(&http, &hub, &key, "After the outage").await;
     assert_eq!(page.next("shown", Duration::from_secs(30), &firefox).await[0]["title"], "After the outage");
 
-    // Firefox's own pushsubscriptionchange: the push service forgets the browser (restarted
-    // on an empty data directory); at its next hello Firefox gets a new uaid, drops its
-    // subscription and fires the event.
+    // Firefox's own pushsubscriptionchange: the push service is down for longer than the
+    // idle period, so when it is back it has forgotten the browser; at its next hello Firefox
+    // gets a new uaid, drops its subscription and fires the event.
     service.kill9();
-    std::fs::remove_dir_all(&service.data_dir).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
     service.restart();
     let event = page.next("subscription-change", Duration::from_secs(90), &firefox).await;
     let again = replaced(&http, &hub, &key, &changed["id"], Duration::from_secs(30)).await;
