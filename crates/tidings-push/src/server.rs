@@ -96,6 +96,9 @@ impl<S: Store> Server<S> {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        if let Err(e) = watch_for_vanished_peer(&tcp, app.config.tcp_keepalive) {
+                            tracing::debug!(error = %e, "could not turn on TCP keepalive");
+                        }
                         let (service, tls) = (service.clone(), tls.clone());
                         tokio::spawn(serve_connection(tcp, peer, tls, service));
                     }
@@ -123,15 +126,20 @@ impl<S: Store> Server<S> {
     }
 }
 
-/// TCP keepalive for every connection: a WebSocket is silent for hours, and a peer that
-/// vanished (a phone that lost its network, a laptop put to sleep) sends no FIN. Probes
-/// after two idle minutes, every 15 s, four unanswered: the kernel closes the socket within
-/// three minutes, and the connection's task ends, with no timer or buffer of ours.
-fn keepalive() -> socket2::TcpKeepalive {
-    socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(120))
-        .with_interval(Duration::from_secs(15))
-        .with_retries(4)
+/// Makes the kernel close a connection whose peer vanished: a WebSocket is silent for hours,
+/// and a peer that left (a phone that lost its network, a laptop put to sleep) sends no FIN.
+/// Keepalive probes go out after `idle` without traffic, then every eighth of it, four
+/// unanswered; and data left unacknowledged (a notification written just as the peer left,
+/// which keepalive does not cover: retransmission would go on for some fifteen minutes) ends
+/// the connection after the same bound (`TCP_USER_TIMEOUT`). By default (two minutes) a
+/// vanished peer is gone within three minutes, with no timer or buffer of ours.
+fn watch_for_vanished_peer(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {
+    let interval = (idle / 8).max(Duration::from_secs(1));
+    let socket = socket2::SockRef::from(tcp);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new().with_time(idle).with_interval(interval).with_retries(4),
+    )?;
+    socket.set_tcp_user_timeout(Some(idle + interval * 4))
 }
 
 /// The address of the client a request came from (a request extension).
@@ -153,9 +161,6 @@ async fn serve_connection<Svc>(
     Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let _ = tcp.set_nodelay(true);
-    if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive()) {
-        tracing::debug!(error = %e, "could not turn on TCP keepalive");
-    }
     let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(Peer(peer));
         service.call(request)
