@@ -2,13 +2,15 @@
 //! with an applicationServerKey; messages sent by `tidings send`, npm web-push and pywebpush
 //! reach the `push` event with their exact text; Firefox acks them; a message sent while
 //! Firefox is closed arrives when it starts again; `unsubscribe()` makes the endpoint 410.
+//! Firefox also follows Remote Settings' broadcast, and hears a new version at once.
 
 mod common;
 
 use common::firefox::{Firefox, PageServer, fresh_profile};
-use common::push::{Service, eventually, metric};
+use common::push::{Service, eventually, metric, request};
 use common::{node, python, tidings};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::Duration;
 use tidings_crypto::vapid::VapidKey;
 
@@ -118,4 +120,45 @@ async fn firefox_end_to_end(serve_args: &[&str]) {
     assert!(gone, "the endpoint still accepts messages after unsubscribe()");
     firefox.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Firefox follows `remote-settings/monitor_changes` (Remote Settings registers it with its
+/// broadcast service some seconds after start-up, and sends `broadcast_subscribe`): the
+/// answer carries the version set before, and a version set later with the admin route
+/// reaches it at once. Firefox's own log shows what its broadcast service received (its
+/// handler then fails to fetch settings from the profile's dummy server, which is expected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_follows_the_remote_settings_broadcast() {
+    const TOKEN: &str = "an-admin-token-for-firefox";
+    let service = Service::start_with_env(&[], &[("TIDINGS_ADMIN_TOKEN", TOKEN)]);
+    set_monitor_changes(service.port, TOKEN, "\"1000\"").await;
+    let (dir, profile) = fresh_profile(&service);
+    let firefox = Firefox::launch(&dir, &profile, "about:blank", dir.join("firefox.log"));
+    let received = |version: &str, phase: &str| {
+        format!(
+            r#"receivedBroadcastMessage:" ({{'remote-settings/monitor_changes':"\"{version}\""}}) ({{phase:"{phase}"}})"#
+        )
+    };
+    wait_for_log(&firefox.log, &received("1000", "register"), Duration::from_secs(120)).await;
+    set_monitor_changes(service.port, TOKEN, "\"2000\"").await;
+    wait_for_log(&firefox.log, &received("2000", "broadcast"), Duration::from_secs(10)).await;
+    assert_eq!(metric(&service, "tidings_broadcasts_sent_total").await, Some(1.0));
+    firefox.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn set_monitor_changes(port: u16, token: &str, version: &str) {
+    let path = "/admin/broadcasts/remote-settings/monitor_changes";
+    let authorization = format!("Bearer {token}");
+    let (status, response) = request(port, "PUT", path, &[("Authorization", &authorization)], version).await;
+    assert_eq!(status, 200, "{response}");
+}
+
+/// Waits until Firefox's log has a line containing `text`.
+async fn wait_for_log(log: &Path, text: &str, wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "Firefox did not log {text} within {wait:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -1,12 +1,13 @@
 //! What every connection and request shares.
 
+use crate::broadcast;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::token::TokenKeys;
 use crate::vapid_cache::VapidCache;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The push service's shared state.
@@ -29,6 +30,11 @@ pub struct App<S> {
     pub limits: Arc<Limits>,
     /// One permit per POST in progress ([`Config::max_concurrent_posts`]).
     pub posts: tokio::sync::Semaphore,
+    /// The current version of every broadcast this node knows.
+    pub broadcasts: RwLock<broadcast::Table>,
+    /// SHA-256 of the admin token, when the admin routes are enabled (the token itself is
+    /// not kept: comparing digests takes the same time whatever the presented token is).
+    pub admin_token: Option<[u8; 32]>,
 }
 
 impl<S> App<S> {
@@ -39,8 +45,11 @@ impl<S> App<S> {
         let limits = Limits::new(config.caps);
         let posts =
             tokio::sync::Semaphore::new(config.max_concurrent_posts.min(tokio::sync::Semaphore::MAX_PERMITS));
+        let admin_token = config.admin_token.as_ref().map(|token| crate::admin::digest(token.expose()));
         Self {
             posts,
+            broadcasts: RwLock::default(),
+            admin_token,
             limits,
             config,
             store,
@@ -50,6 +59,59 @@ impl<S> App<S> {
             audience,
             vapid: VapidCache::default(),
         }
+    }
+}
+
+impl<S> App<S> {
+    /// The node's broadcast versions, to read. Never held across an await.
+    pub fn versions(&self) -> RwLockReadGuard<'_, broadcast::Table> {
+        self.broadcasts.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a version this node learned (set here, announced by another node, or reloaded):
+    /// if it is news, counts it and wakes the connections that follow broadcasts. The table
+    /// is written before they are woken (see [`crate::registry::Mailbox::follow_broadcasts`]).
+    pub fn apply_broadcast(&self, id: &str, version: &str) -> Result<bool, broadcast::Invalid> {
+        let changed = self.broadcasts.write().unwrap_or_else(|p| p.into_inner()).set(id, version)?;
+        if changed {
+            self.metrics.broadcast_changes.inc();
+            self.registry.broadcasts_changed();
+        }
+        Ok(changed)
+    }
+}
+
+/// Why a broadcast version could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum SetBroadcastError {
+    /// The id or version is refused.
+    #[error(transparent)]
+    Invalid(#[from] broadcast::Invalid),
+    /// Storage failed; nothing changed on this node.
+    #[error(transparent)]
+    Store(#[from] tidings_store::StoreError),
+}
+
+impl<S: tidings_store::Store> App<S> {
+    /// Sets a broadcast's version (from the admin route or a megaphone API): stored first, so
+    /// that it survives a restart and reaches the other nodes, then told to the connections
+    /// here. Whether the version is news to this node.
+    pub async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool, SetBroadcastError> {
+        self.versions().admits(id, version)?;
+        self.store.set_broadcast(id, version).await?;
+        Ok(self.apply_broadcast(id, version)?)
+    }
+
+    /// Reads every version from the store and takes those that are news: when a node of a
+    /// shared store announces that it set one, and now and then in case an announcement was
+    /// missed (pub/sub delivers at most once).
+    pub async fn reload_broadcasts(&self) -> Result<(), tidings_store::StoreError> {
+        for (id, version) in self.store.broadcasts().await? {
+            if let Err(e) = self.apply_broadcast(&id, &version) {
+                tracing::warn!(id, error = %e, "a stored broadcast is refused");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -56,6 +56,46 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps on connections and new user agents (0 turns one off).
     pub caps: Caps,
+    /// The bearer token of the admin routes (`/admin/…`, which set broadcast versions);
+    /// `None` turns them off (they answer 404).
+    pub admin_token: Option<Secret>,
+    /// A megaphone API to poll for broadcast versions, as autopush does.
+    pub megaphone: Option<Megaphone>,
+}
+
+/// Where broadcast versions come from when a deployment runs Mozilla's megaphone service
+/// (or any API that answers `GET` with `{"broadcasts": {"<id>": "<version>", ...}}`).
+#[derive(Debug, Clone)]
+pub struct Megaphone {
+    /// The URL to `GET`, e.g. `https://megaphone.example.com/v1/broadcasts`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Secret,
+    /// How often to ask.
+    pub poll_interval: Duration,
+}
+
+/// A secret setting (a token). Its `Debug` shows nothing of it, so that printing a
+/// configuration can never put it in a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 /// `<hostname>-<pid>`: unique among nodes on different hosts and containers (where every
@@ -88,6 +128,8 @@ impl Config {
             node_id: default_node_id(),
             trusted_proxies: Vec::new(),
             caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
+            admin_token: None,
+            megaphone: None,
         }
     }
 }

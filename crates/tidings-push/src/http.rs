@@ -8,16 +8,18 @@
 //! | `GET /health` | load balancers: liveness and storage readiness |
 //! | `GET /metrics` | Prometheus |
 //! | `GET /errors` | people: the errno table |
+//! | `PUT /admin/broadcasts/{id}`, `GET /admin/broadcasts` | operators: broadcast versions ([`crate::admin`]) |
 
+use crate::admin;
 use crate::api;
 use crate::app::App;
 use crate::limits::Refusal;
 use crate::server::Peer;
 use crate::ws;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use std::net::IpAddr;
@@ -42,6 +44,11 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/m/{token}", delete(api::cancel::<S>))
         .route("/health", get(health::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/admin/broadcasts", get(admin::list_broadcasts::<S>))
+        .route(
+            "/admin/broadcasts/{*id}",
+            put(admin::put_broadcast::<S>).layer(DefaultBodyLimit::max(admin::MAX_BODY)),
+        )
         .route(
             "/errors",
             get(|| async { ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], ERRORS_DOC) }),
@@ -51,6 +58,11 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
 }
 
 async fn not_found<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+    not_found_response(&app)
+}
+
+/// The answer for a path that leads nowhere (also for routes that are turned off).
+pub(crate) fn not_found_response<S: Store>(app: &App<S>) -> Response {
     app.error_response(api::ApiError { errno: Errno::InvalidToken, message: "no such resource".into() })
 }
 

@@ -8,23 +8,30 @@
 //! The parts, one concept per file:
 //!
 //! * [`session`]: the user-agent protocol as a sans-IO state machine (hello, register,
-//!   unregister, notifications, acks, pings).
+//!   unregister, notifications, acks, pings, the broadcasts a user agent follows).
 //! * [`ws`]: the WebSocket connection shell that drives a session over a socket.
 //! * [`api`]: the application-server side: header rules, VAPID, `POST` and `DELETE`.
 //! * [`token`]: endpoint and message URLs as sealed capabilities.
 //! * [`vapid_cache`]: VAPID tokens already verified, so a signature is checked once.
 //! * [`registry`]: the connected user agents and their bounded mailboxes.
+//! * [`broadcast`]: broadcasts (autopush's "megaphone"): the node's table of current
+//!   versions, and the rules for ids and versions.
+//! * [`admin`]: the operators' routes (`/admin/broadcasts`), behind a bearer token.
+//! * [`megaphone`]: polling a megaphone API for broadcast versions.
 //! * [`limits`]: what one anonymous client may hold or create (connections per node and per
 //!   address, new user agents per address).
 //! * [`http`]: routes (`/`, `/push/…`, `/m/…`, `/health`, `/metrics`, `/errors`).
 //! * [`server`]: listening, TLS, expiry sweeping and graceful shutdown.
 //! * [`config`], [`metrics`], [`app`]: settings, counters and the shared state.
 
+pub mod admin;
 pub mod api;
 pub mod app;
+pub mod broadcast;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod megaphone;
 pub mod metrics;
 pub mod registry;
 pub mod server;

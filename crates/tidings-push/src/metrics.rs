@@ -22,6 +22,13 @@ pub struct LimitLabel {
     pub limit: &'static str,
 }
 
+/// Labels for polls of a megaphone API: how one ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabel {
+    /// `ok`, or `error` (unreachable, not a 2xx, or an answer that is not megaphone JSON).
+    pub result: &'static str,
+}
+
 /// Labels for the node this process is.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabel {
@@ -58,6 +65,12 @@ pub struct Metrics {
     pub accept_seconds: Histogram,
     /// Seconds from a POST's 201 to the notification being written to the user agent.
     pub delivery_seconds: Histogram,
+    /// Broadcast versions that changed on this node (set here, or announced by another node).
+    pub broadcast_changes: Counter,
+    /// `broadcast` frames sent to user agents because a broadcast they follow changed.
+    pub broadcasts_sent: Counter,
+    /// Polls of the megaphone API, by result.
+    pub megaphone_polls: Family<PollLabel, Counter>,
     /// Always 1, labelled with the node id, so that per-node series can be told apart.
     pub node: Family<NodeLabel, Gauge>,
 }
@@ -82,6 +95,9 @@ impl Metrics {
             refused: Family::default(),
             accept_seconds: buckets(),
             delivery_seconds: buckets(),
+            broadcast_changes: Counter::default(),
+            broadcasts_sent: Counter::default(),
+            megaphone_polls: Family::default(),
             node: Family::default(),
             registry: Registry::default(),
         };
@@ -122,6 +138,21 @@ impl Metrics {
             "delivery_latency_seconds",
             "201 to notification sent",
             metrics.delivery_seconds.clone(),
+        );
+        registry.register(
+            "broadcast_changes",
+            "Broadcast versions changed on this node (set here or announced by another node)",
+            metrics.broadcast_changes.clone(),
+        );
+        registry.register(
+            "broadcasts_sent",
+            "Broadcast frames sent to user agents because a broadcast they follow changed",
+            metrics.broadcasts_sent.clone(),
+        );
+        registry.register(
+            "megaphone_polls",
+            "Polls of the megaphone API, by result",
+            metrics.megaphone_polls.clone(),
         );
         Self { registry, ..metrics }
     }

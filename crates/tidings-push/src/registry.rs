@@ -1,7 +1,8 @@
 //! The user agents connected to this node, and how a message reaches one.
 //!
 //! Each connection owns a [`Mailbox`]; the push API drops messages into it and wakes the
-//! connection's task. A mailbox holds at most [`MAILBOX_CAPACITY`] messages: beyond that it
+//! connection's task, and a change of broadcast versions wakes the connections that follow
+//! broadcasts (only those). A mailbox holds at most [`MAILBOX_CAPACITY`] messages: beyond that it
 //! only remembers that it overflowed, and the connection re-reads storage instead (every
 //! message is stored before it is announced, so nothing is lost by dropping it here).
 
@@ -27,6 +28,13 @@ pub struct Delivery {
     pub replaced: bool,
     /// The service is shutting down: close so that the user agent reconnects elsewhere.
     pub going_away: bool,
+    /// Broadcast versions changed: tell the user agent those of the broadcasts it follows.
+    pub broadcasts: bool,
+    /// Whether the connection follows broadcasts (only those are woken when versions change).
+    /// The mailbox's own state rather than something delivered: it stays across
+    /// [`Mailbox::take`], and lives here because it fits in room this struct has anyway, so
+    /// that a connection costs no more memory for it.
+    follows_broadcasts: bool,
 }
 
 /// One connection's mailbox.
@@ -45,7 +53,9 @@ impl Mailbox {
 
     /// Takes everything out, leaving no memory behind.
     pub fn take(&self) -> Delivery {
-        std::mem::take(&mut *self.lock())
+        let mut inbox = self.lock();
+        let follows_broadcasts = inbox.follows_broadcasts;
+        std::mem::replace(&mut *inbox, Delivery { follows_broadcasts, ..Delivery::default() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Delivery> {
@@ -61,6 +71,23 @@ impl Mailbox {
         }
         drop(inbox);
         self.wake.notify_one();
+    }
+
+    /// Marks the connection as one that follows broadcasts, so that changes wake it. Done
+    /// while the connection holds the versions it compared with (a read of the table), so that
+    /// a change is either seen then or wakes it after: the changer writes the table first and
+    /// wakes the followers after.
+    pub fn follow_broadcasts(&self) {
+        self.lock().follows_broadcasts = true;
+    }
+
+    fn broadcasts_changed(&self) {
+        let mut inbox = self.lock();
+        if inbox.follows_broadcasts {
+            inbox.broadcasts = true;
+            drop(inbox);
+            self.wake.notify_one();
+        }
     }
 
     fn replace(&self) {
@@ -145,6 +172,13 @@ impl Registry {
         self.len() == 0
     }
 
+    /// Wakes the connections here that follow broadcasts: the versions changed.
+    pub fn broadcasts_changed(&self) {
+        for mailbox in self.clients.read().unwrap_or_else(|p| p.into_inner()).values() {
+            mailbox.broadcasts_changed();
+        }
+    }
+
     /// Tells every connection to close (at shutdown).
     pub fn close_all(&self) {
         for mailbox in self.clients.read().unwrap_or_else(|p| p.into_inner()).values() {
@@ -188,6 +222,19 @@ mod tests {
         registry.disconnect(uaid, &second);
         assert_eq!(registry.deliver(uaid, message(2)), Some(message(2)), "handed back");
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn only_followers_hear_of_broadcast_changes() {
+        let registry = Registry::default();
+        let (follower, other) = (registry.connect(Uaid([1; 16])), registry.connect(Uaid([2; 16])));
+        follower.follow_broadcasts();
+        registry.broadcasts_changed();
+        assert!(follower.take().broadcasts);
+        assert!(!other.take().broadcasts);
+        assert!(!follower.take().broadcasts, "taken");
+        registry.broadcasts_changed();
+        assert!(follower.take().broadcasts, "a take does not forget that it follows");
     }
 
     #[test]

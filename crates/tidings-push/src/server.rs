@@ -23,6 +23,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for connections to close after telling them to.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a node of a shared store reloads the broadcast versions: the backstop for an
+/// announcement it missed (pub/sub delivers at most once; a node that was reconnecting to
+/// Redis hears nothing meanwhile).
+const BROADCAST_RELOAD: Duration = Duration::from_secs(60);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +72,18 @@ impl<S: Store> Server<S> {
             TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
         let events =
             store.node_events(&config.node_id).await.map_err(|e| StartError::Store(e.to_string()))?;
-        Ok(Self { app: Arc::new(App::new(config, store, keys)), listener, tls, events })
+        // The versions are known before the first hello (loading them is no change to count).
+        let broadcasts = store.broadcasts().await.map_err(|e| StartError::Store(e.to_string()))?;
+        let app = App::new(config, store, keys);
+        {
+            let mut table = app.broadcasts.write().unwrap_or_else(|p| p.into_inner());
+            for (id, version) in broadcasts {
+                if let Err(e) = table.set(&id, &version) {
+                    tracing::warn!(id, error = %e, "a stored broadcast is refused");
+                }
+            }
+        }
+        Ok(Self { app: Arc::new(app), listener, tls, events })
     }
 
     /// The address actually bound (useful with port 0).
@@ -89,6 +104,9 @@ impl<S: Store> Server<S> {
         let sweeper = tokio::spawn(sweep(app.clone()));
         let renewer = tokio::spawn(renew_routes(app.clone()));
         let toucher = tokio::spawn(keep_in_touch(app.clone()));
+        let megaphone =
+            app.config.megaphone.clone().map(|m| tokio::spawn(crate::megaphone::poll(app.clone(), m)));
+        let reloader = events.is_some().then(|| tokio::spawn(reload_broadcasts(app.clone())));
         let events = events.map(|events| tokio::spawn(follow(app.clone(), events)));
         tokio::pin!(shutdown);
         loop {
@@ -114,8 +132,8 @@ impl<S: Store> Server<S> {
         sweeper.abort();
         renewer.abort();
         toucher.abort();
-        if let Some(events) = events {
-            events.abort();
+        for task in [events, megaphone, reloader].into_iter().flatten() {
+            task.abort();
         }
         app.registry.close_all();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
@@ -179,8 +197,9 @@ async fn serve_connection<Svc>(
     }
 }
 
-/// Applies what other nodes send: deliveries to connections here, and closing a connection
-/// whose user agent connected elsewhere.
+/// Applies what other nodes send: deliveries to connections here, closing a connection
+/// whose user agent connected elsewhere, and reading the broadcast versions again when one
+/// was set.
 async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
     while let Some(event) = events.recv().await {
         match event {
@@ -189,22 +208,45 @@ async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Recei
                 let _ = app.registry.deliver(uaid, message);
             }
             NodeEvent::Disconnect { uaid } => app.registry.replaced_elsewhere(uaid),
+            NodeEvent::BroadcastsChanged => {
+                if let Err(e) = app.reload_broadcasts().await {
+                    tracing::warn!(error = %e, "could not read the broadcast versions announced; the next reload will");
+                }
+            }
         }
     }
+}
+
+/// Runs a storage chore every `period`, the first time one period from now; a failure is
+/// logged (`what` could not be done) and the next period tries again.
+async fn every<F, Fut>(period: Duration, what: &str, mut chore: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), tidings_store::StoreError>>,
+{
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if let Err(e) = chore().await {
+            tracing::warn!(error = %e, "could not {what}; trying again later");
+        }
+    }
+}
+
+/// Reloads the broadcast versions every [`BROADCAST_RELOAD`] (nodes of a shared store).
+async fn reload_broadcasts<S: Store>(app: Arc<App<S>>) {
+    every(BROADCAST_RELOAD, "reload the broadcast versions", || app.reload_broadcasts()).await
 }
 
 /// Renews the routing entries of this node's connections every [`ROUTE_REFRESH`], so that
 /// only those of a node that died expire.
 async fn renew_routes<S: Store>(app: Arc<App<S>>) {
-    let mut interval = tokio::time::interval(ROUTE_REFRESH);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        if let Err(e) = app.store.refresh_routes(&app.registry.uaids(), &app.config.node_id).await {
-            tracing::warn!(error = %e, "could not renew the routing entries; trying again later");
-        }
-    }
+    every(ROUTE_REFRESH, "renew the routing entries", || async {
+        app.store.refresh_routes(&app.registry.uaids(), &app.config.node_id).await
+    })
+    .await
 }
 
 /// Records contact for the user agents connected here, often enough that one staying

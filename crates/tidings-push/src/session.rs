@@ -7,13 +7,21 @@
 //! the command and asks the session for the reply frame. Messages to deliver go through
 //! [`Session::notification`], which remembers what is in flight so that a message reaching
 //! the connection twice (from storage at hello, and live) is sent once.
+//!
+//! Broadcasts: the session also decides what the user agent hears of the broadcasts it lists
+//! in `hello` and `broadcast_subscribe`, against a view of the node's current versions (a
+//! [`broadcast::Table`], injected into each call). It answers with the current version of each
+//! listed broadcast whose version the user agent does not have, lists the ids the node does
+//! not know under `errors` without following them (as autopush does), follows the rest, and
+//! when the table changes, [`Session::broadcast_news`] says what to tell the user agent.
 
-use std::collections::{HashMap, HashSet};
+use crate::broadcast::{self, Key, MAX_FOLLOWED, MAX_ID_LEN, MAX_VERSION_LEN};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tidings_crypto::b64;
 use tidings_crypto::webpush::PublicKey;
 use tidings_store::{Message, MessageId};
-use tidings_wire::ws::{ClientMessage, NotificationHeaders, ServerMessage};
+use tidings_wire::ws::{BROADCAST_NOT_FOUND, Broadcasts, ClientMessage, NotificationHeaders, ServerMessage};
 use tidings_wire::{ChannelId, Uaid};
 
 /// The most messages sent and not yet acknowledged on one connection; past it, delivery
@@ -41,6 +49,8 @@ pub enum Command {
     Hello {
         /// The uaid the user agent sent, when it is one we could have issued.
         uaid: Option<Uaid>,
+        /// The broadcasts it follows and the versions it has (checked: few and short).
+        broadcasts: BTreeMap<String, String>,
     },
     /// Add the channel; then [`Session::register_reply`].
     Register {
@@ -102,8 +112,22 @@ pub struct Session {
     in_flight: HashSet<MessageId>,
     /// Ids acknowledged recently, and when, so that a late second copy is not sent again.
     recently_acked: HashMap<MessageId, Instant>,
-    /// Client pings used from the burst, and when the count last fell.
-    pings: Option<(u32, Instant)>,
+    /// Client pings used from the burst.
+    pings_used: u32,
+    /// When the count of pings last fell (or the first ping). Apart from the count, so that
+    /// the count packs beside the uaid and the session keeps room for `followed`.
+    pings_since: Option<Instant>,
+    /// The broadcasts followed. Boxed, so that a connection that follows none holds an empty
+    /// pointer only, which fits in room the session had anyway: it costs nothing more.
+    followed: Option<Box<Followed>>,
+}
+
+/// The broadcasts a connection follows, and how far it has seen the table's changes.
+#[derive(Debug)]
+struct Followed {
+    keys: Vec<Key>,
+    /// The [`broadcast::Table::changes`] the user agent has been told up to.
+    seen: u64,
 }
 
 impl Session {
@@ -117,18 +141,24 @@ impl Session {
         self.uaid
     }
 
-    /// Handles one text frame, received at `now`.
-    pub fn receive(&mut self, text: &str, now: Instant) -> Result<Step, Violation> {
+    /// Handles one text frame, received at `now`; `versions` are the node's broadcasts now.
+    pub fn receive(
+        &mut self,
+        text: &str,
+        now: Instant,
+        versions: &broadcast::Table,
+    ) -> Result<Step, Violation> {
         let message = ClientMessage::parse(text).map_err(|e| violation(e.to_string()))?;
         if message == ClientMessage::Ping {
             self.count_ping(now)?;
         }
         match (&self.uaid, message) {
-            (None, ClientMessage::Hello { uaid, use_webpush, .. }) => {
+            (None, ClientMessage::Hello { uaid, use_webpush, broadcasts }) => {
                 if !use_webpush {
                     return Err(violation("hello without use_webpush: true (payloads are required)"));
                 }
-                Ok(Step::Do(Command::Hello { uaid }))
+                check_listed(&broadcasts)?;
+                Ok(Step::Do(Command::Hello { uaid, broadcasts }))
             }
             (None, ClientMessage::Ping) => Ok(Step::Reply(tidings_wire::ws::PING.to_owned())),
             (None, _) => Err(violation("the first frame must be hello")),
@@ -156,38 +186,101 @@ impl Session {
                 Ok(if acked.is_empty() { Step::Nothing } else { Step::Do(Command::Ack(acked)) })
             }
             (Some(_), ClientMessage::Nack { .. }) => Ok(Step::Nothing),
-            // We keep no broadcast versions: answer that there is nothing newer.
-            (Some(_), ClientMessage::BroadcastSubscribe(_)) => {
-                Ok(Step::Reply(ServerMessage::Broadcast { broadcasts: Default::default() }.to_json()))
+            (Some(_), ClientMessage::BroadcastSubscribe(listed)) => {
+                check_listed(&listed)?;
+                let followed = self.followed.as_ref().map_or(&[][..], |f| &f.keys);
+                let mut keys: Vec<Key> = listed.keys().filter_map(|id| versions.key(id)).collect();
+                keys.retain(|key| !followed.contains(key));
+                if followed.len() + keys.len() > MAX_FOLLOWED {
+                    return Err(violation(format!("a connection follows at most {MAX_FOLLOWED} broadcasts")));
+                }
+                let answer = self.follow(&listed, versions);
+                // Nothing to say is said with silence, as autopush does.
+                Ok(if answer.is_empty() { Step::Nothing } else { Step::Reply(broadcast_frame(answer)) })
             }
         }
     }
 
+    /// Follows the known broadcasts of `listed`; the answer: what changed since the user agent
+    /// was last told (of those it already followed), the current version of each listed one
+    /// whose version it does not have, and the listed ids the node does not know.
+    fn follow(&mut self, listed: &BTreeMap<String, String>, versions: &broadcast::Table) -> Broadcasts {
+        let mut answer = self.news(versions);
+        for (id, known) in listed {
+            let Some(key) = versions.key(id) else {
+                answer.errors.insert(id.clone(), BROADCAST_NOT_FOUND.to_owned());
+                continue;
+            };
+            let followed = self
+                .followed
+                .get_or_insert_with(|| Box::new(Followed { keys: Vec::new(), seen: versions.changes() }));
+            if !followed.keys.contains(&key) {
+                followed.keys.push(key);
+            }
+            if let Some((_, current)) = versions.get(key)
+                && current != known
+            {
+                answer.versions.insert(id.clone(), current.to_owned());
+            }
+        }
+        answer
+    }
+
+    /// The followed broadcasts that changed since the user agent was last told; from now on
+    /// it counts as told.
+    fn news(&mut self, versions: &broadcast::Table) -> Broadcasts {
+        let mut news = Broadcasts::default();
+        if let Some(followed) = &mut self.followed {
+            for &key in &followed.keys {
+                if versions.changed_since(key, followed.seen)
+                    && let Some((id, version)) = versions.get(key)
+                {
+                    news.versions.insert(id.to_owned(), version.to_owned());
+                }
+            }
+            followed.seen = versions.changes();
+        }
+        news
+    }
+
+    /// The frame that tells the user agent of new versions of the broadcasts it follows, if
+    /// any changed since it was last told (the shell asks when the table has changed).
+    pub fn broadcast_news(&mut self, versions: &broadcast::Table) -> Option<String> {
+        let news = self.news(versions);
+        (!news.is_empty()).then(|| broadcast_frame(news))
+    }
+
+    /// Whether the user agent follows any broadcast (only those are woken for changes).
+    pub fn follows_broadcasts(&self) -> bool {
+        self.followed.is_some()
+    }
+
     /// Spends one client ping of the burst; refills one per [`PING_REFILL`] since.
     fn count_ping(&mut self, now: Instant) -> Result<(), Violation> {
-        let (used, since) = self.pings.get_or_insert((0, now));
+        let since = self.pings_since.get_or_insert(now);
         let earned = now.saturating_duration_since(*since).as_secs() / PING_REFILL.as_secs();
         if earned > 0 {
-            *used = used.saturating_sub(u32::try_from(earned).unwrap_or(u32::MAX));
+            self.pings_used = self.pings_used.saturating_sub(u32::try_from(earned).unwrap_or(u32::MAX));
             *since = now;
         }
-        if *used >= PING_BURST {
+        if self.pings_used >= PING_BURST {
             return Err(violation(TOO_MANY_PINGS));
         }
-        *used += 1;
+        self.pings_used += 1;
         Ok(())
     }
 
-    /// Completes `hello`: the session now belongs to `uaid`.
-    pub fn hello_reply(&mut self, uaid: Uaid) -> String {
+    /// Completes `hello`: the session now belongs to `uaid`, and follows the known ones of
+    /// the `broadcasts` the hello listed, as of `versions`.
+    pub fn hello_reply(
+        &mut self,
+        uaid: Uaid,
+        broadcasts: &BTreeMap<String, String>,
+        versions: &broadcast::Table,
+    ) -> String {
         self.uaid = Some(uaid);
-        ServerMessage::Hello {
-            uaid: uaid.to_string(),
-            status: 200,
-            use_webpush: true,
-            broadcasts: Default::default(),
-        }
-        .to_json()
+        let broadcasts = self.follow(broadcasts, versions);
+        ServerMessage::Hello { uaid: uaid.to_string(), status: 200, use_webpush: true, broadcasts }.to_json()
     }
 
     /// The answer to `register`.
@@ -264,6 +357,25 @@ impl Session {
     }
 }
 
+/// Refuses a frame that lists more broadcasts than a connection may follow, or an id or a
+/// version longer than any the node keeps: no user agent sends those, and they would only make
+/// the connection cost more.
+fn check_listed(listed: &BTreeMap<String, String>) -> Result<(), Violation> {
+    if listed.len() > MAX_FOLLOWED {
+        return Err(violation(format!("a frame lists more than {MAX_FOLLOWED} broadcasts")));
+    }
+    if listed.iter().any(|(id, version)| id.len() > MAX_ID_LEN || version.len() > MAX_VERSION_LEN) {
+        return Err(violation(format!(
+            "broadcast ids are at most {MAX_ID_LEN} bytes and versions at most {MAX_VERSION_LEN}"
+        )));
+    }
+    Ok(())
+}
+
+fn broadcast_frame(broadcasts: Broadcasts) -> String {
+    ServerMessage::Broadcast { broadcasts }.to_json()
+}
+
 /// The `version` of a message: its id in hex.
 pub fn version(id: MessageId) -> String {
     format!("{id:x}")
@@ -293,11 +405,17 @@ mod tests {
         Instant::now()
     }
 
+    /// A frame received while the node knows no broadcast.
+    fn receive(s: &mut Session, text: &str, at: Instant) -> Result<Step, Violation> {
+        s.receive(text, at, &broadcast::Table::default())
+    }
+
     fn ready() -> Session {
         let mut s = Session::new();
-        let step = s.receive(r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#, now()).unwrap();
-        assert_eq!(step, Step::Do(Command::Hello { uaid: None }));
-        let reply = s.hello_reply(Uaid([1; 16]));
+        let step =
+            receive(&mut s, r#"{"messageType":"hello","broadcasts":{},"use_webpush":true}"#, now()).unwrap();
+        assert_eq!(step, Step::Do(Command::Hello { uaid: None, broadcasts: BTreeMap::new() }));
+        let reply = s.hello_reply(Uaid([1; 16]), &BTreeMap::new(), &broadcast::Table::default());
         assert!(
             reply.contains(r#""uaid":"01010101010101010101010101010101""#)
                 && reply.contains(r#""use_webpush":true"#)
@@ -321,28 +439,36 @@ mod tests {
     #[test]
     fn hello_first() {
         let mut s = Session::new();
-        assert_eq!(s.receive("{}", now()).unwrap(), Step::Reply("{}".into()));
-        assert!(s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).is_err());
-        assert!(s.receive(r#"{"messageType":"hello","use_webpush":false}"#, now()).is_err());
-        assert!(s.receive("garbage", now()).is_err());
+        assert_eq!(receive(&mut s, "{}", now()).unwrap(), Step::Reply("{}".into()));
+        assert!(
+            receive(&mut s, &format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).is_err()
+        );
+        assert!(receive(&mut s, r#"{"messageType":"hello","use_webpush":false}"#, now()).is_err());
+        assert!(receive(&mut s, "garbage", now()).is_err());
         let mut s = ready();
-        assert!(s.receive(r#"{"messageType":"hello","use_webpush":true}"#, now()).is_err());
+        assert!(receive(&mut s, r#"{"messageType":"hello","use_webpush":true}"#, now()).is_err());
     }
 
     #[test]
     fn register_with_and_without_key() {
         let mut s = ready();
-        let step = s
-            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"{KEY}"}}"#), now())
-            .unwrap();
+        let step = receive(
+            &mut s,
+            &format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"{KEY}"}}"#),
+            now(),
+        )
+        .unwrap();
         let Step::Do(Command::Register { key: Some(key), .. }) = step else { panic!("{step:?}") };
         assert_eq!(b64::encode(key.as_bytes()), KEY.trim_end_matches('='));
         let step =
-            s.receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).unwrap();
+            receive(&mut s, &format!(r#"{{"messageType":"register","channelID":"{CHID}"}}"#), now()).unwrap();
         assert!(matches!(step, Step::Do(Command::Register { key: None, .. })));
-        let bad = s
-            .receive(&format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"AAAA"}}"#), now())
-            .unwrap();
+        let bad = receive(
+            &mut s,
+            &format!(r#"{{"messageType":"register","channelID":"{CHID}","key":"AAAA"}}"#),
+            now(),
+        )
+        .unwrap();
         assert_eq!(
             bad,
             Step::Reply(format!(r#"{{"messageType":"register","channelID":"{CHID}","status":400}}"#))
@@ -361,11 +487,14 @@ mod tests {
         let frame = s.notification(&message(42), now).unwrap();
         assert!(frame.contains(r#""version":"2a""#) && frame.contains(r#""data":"AQID""#), "{frame}");
         assert_eq!(s.notification(&message(42), now), None);
-        let step = s
-            .receive(&format!(
+        let step = receive(
+            &mut s,
+            &format!(
                 r#"{{"messageType":"ack","updates":[{{"channelID":"{CHID}","version":"2a","code":100}}]}}"#
-            ), now)
-            .unwrap();
+            ),
+            now,
+        )
+        .unwrap();
         assert_eq!(step, Step::Do(Command::Ack(vec![(CHID.parse().unwrap(), 42)])));
         s.acked([42], now);
         // A late second copy (read from storage and handed over live) is not sent again...
@@ -374,7 +503,8 @@ mod tests {
         assert!(s.notification(&message(42), now + ACK_MEMORY).is_some());
         assert!(s.recently_acked.is_empty() && s.recently_acked.capacity() == 0);
         let junk =
-            s.receive(r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#, now).unwrap();
+            receive(&mut s, r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#, now)
+                .unwrap();
         assert_eq!(junk, Step::Nothing);
     }
 
@@ -383,13 +513,20 @@ mod tests {
         let mut s = ready();
         let start = Instant::now();
         for _ in 0..PING_BURST {
-            assert_eq!(s.receive("{}", start).unwrap(), Step::Reply("{}".into()));
+            assert_eq!(receive(&mut s, "{}", start).unwrap(), Step::Reply("{}".into()));
         }
-        assert!(s.receive("{}", start + Duration::from_secs(1)).is_err(), "a burst beyond the allowance");
+        assert!(
+            receive(&mut s, "{}", start + Duration::from_secs(1)).is_err(),
+            "a burst beyond the allowance"
+        );
         let mut s = ready();
         for n in 0..20u32 {
             let at = start + PING_REFILL * n;
-            assert_eq!(s.receive("{}", at).unwrap(), Step::Reply("{}".into()), "one per refill is fine");
+            assert_eq!(
+                receive(&mut s, "{}", at).unwrap(),
+                Step::Reply("{}".into()),
+                "one per refill is fine"
+            );
         }
     }
 
@@ -401,5 +538,123 @@ mod tests {
         m.encoding = None;
         let frame = s.notification(&m, Instant::now()).unwrap();
         assert!(!frame.contains("data") && !frame.contains("headers"), "{frame}");
+    }
+
+    const MONITOR: &str = "remote-settings/monitor_changes";
+
+    /// A node that knows two broadcasts.
+    fn table() -> broadcast::Table {
+        let mut table = broadcast::Table::default();
+        table.set(MONITOR, r#""2""#).unwrap();
+        table.set("kinto:123", "v1").unwrap();
+        table
+    }
+
+    /// A session past a hello that listed `listed`, and the hello's reply as JSON.
+    fn hello_with(listed: serde_json::Value, versions: &broadcast::Table) -> (Session, serde_json::Value) {
+        let mut s = Session::new();
+        let hello = serde_json::json!({"messageType": "hello", "use_webpush": true, "broadcasts": listed});
+        let Step::Do(Command::Hello { broadcasts, .. }) =
+            s.receive(&hello.to_string(), now(), versions).unwrap()
+        else {
+            panic!("hello needs storage")
+        };
+        let reply = s.hello_reply(Uaid([1; 16]), &broadcasts, versions);
+        (s, serde_json::from_str(&reply).unwrap())
+    }
+
+    fn json(step: Step) -> serde_json::Value {
+        let Step::Reply(frame) = step else { panic!("no reply: {step:?}") };
+        serde_json::from_str(&frame).unwrap()
+    }
+
+    #[test]
+    fn hello_answers_what_is_newer_and_what_is_unknown() {
+        let mut versions = table();
+        let listed = serde_json::json!({MONITOR: r#""1""#, "kinto:123": "v1", "nope": "x"});
+        let (mut s, reply) = hello_with(listed, &versions);
+        assert_eq!(
+            reply["broadcasts"],
+            serde_json::json!({MONITOR: r#""2""#, "errors": {"nope": "Broadcast not found"}}),
+            "kinto:123 is current, so it is not mentioned"
+        );
+        assert!(s.follows_broadcasts());
+        assert_eq!(s.broadcast_news(&versions), None, "nothing changed since");
+        // A change of a followed broadcast is news, once.
+        versions.set("kinto:123", "v2").unwrap();
+        let news: serde_json::Value = serde_json::from_str(&s.broadcast_news(&versions).unwrap()).unwrap();
+        assert_eq!(news, serde_json::json!({"messageType": "broadcast", "broadcasts": {"kinto:123": "v2"}}));
+        assert_eq!(s.broadcast_news(&versions), None);
+        // Setting the same version again is no change; other broadcasts are not followed, and
+        // neither is an id that was unknown when listed, as autopush does.
+        versions.set("kinto:123", "v2").unwrap();
+        versions.set("other", "1").unwrap();
+        versions.set("nope", "1").unwrap();
+        assert_eq!(s.broadcast_news(&versions), None);
+    }
+
+    #[test]
+    fn a_connection_that_follows_nothing_keeps_nothing() {
+        let (s, reply) = hello_with(serde_json::json!({}), &table());
+        assert_eq!(reply["broadcasts"], serde_json::json!({}));
+        assert!(s.followed.is_none());
+        let (s, reply) = hello_with(serde_json::json!({"nope": "1"}), &table());
+        assert_eq!(reply["broadcasts"], serde_json::json!({"errors": {"nope": "Broadcast not found"}}));
+        assert!(s.followed.is_none(), "unknown ids are not followed");
+    }
+
+    #[test]
+    fn broadcast_subscribe_answers_and_follows() {
+        let mut versions = table();
+        let (mut s, _) = hello_with(serde_json::json!({}), &versions);
+        let subscribe = |listed: serde_json::Value| {
+            serde_json::json!({"messageType": "broadcast_subscribe", "broadcasts": listed}).to_string()
+        };
+        let step = s.receive(&subscribe(serde_json::json!({"kinto:123": "v0"})), now(), &versions).unwrap();
+        assert_eq!(json(step)["broadcasts"], serde_json::json!({"kinto:123": "v1"}));
+        // Nothing new to say: no answer, as autopush.
+        let step = s.receive(&subscribe(serde_json::json!({"kinto:123": "v1"})), now(), &versions).unwrap();
+        assert_eq!(step, Step::Nothing);
+        let step = s.receive(&subscribe(serde_json::json!({"nope": "v1"})), now(), &versions).unwrap();
+        assert_eq!(json(step)["broadcasts"], serde_json::json!({"errors": {"nope": "Broadcast not found"}}));
+        // A change not yet told goes out with the next answer, so none is lost.
+        versions.set("kinto:123", "v2").unwrap();
+        let step = s.receive(&subscribe(serde_json::json!({MONITOR: r#""2""#})), now(), &versions).unwrap();
+        assert_eq!(json(step)["broadcasts"], serde_json::json!({"kinto:123": "v2"}));
+        assert_eq!(s.broadcast_news(&versions), None);
+        versions.set(MONITOR, r#""3""#).unwrap();
+        let news: serde_json::Value = serde_json::from_str(&s.broadcast_news(&versions).unwrap()).unwrap();
+        assert_eq!(news["broadcasts"], serde_json::json!({MONITOR: r#""3""#}));
+    }
+
+    #[test]
+    fn hostile_broadcast_lists_close_the_connection() {
+        let mut versions = broadcast::Table::default();
+        for n in 0..=MAX_FOLLOWED {
+            versions.set(&format!("b{n}"), "1").unwrap();
+        }
+        let many: serde_json::Map<String, serde_json::Value> =
+            (0..=MAX_FOLLOWED).map(|n| (format!("b{n}"), "0".into())).collect();
+        let long_id = serde_json::json!({"x".repeat(MAX_ID_LEN + 1): "1"});
+        let long_version = serde_json::json!({"b0": "1".repeat(MAX_VERSION_LEN + 1)});
+        for listed in
+            [serde_json::Value::Object(many.clone()), long_id, long_version, serde_json::json!({"b0": 1})]
+        {
+            let hello =
+                serde_json::json!({"messageType": "hello", "use_webpush": true, "broadcasts": listed});
+            assert!(Session::new().receive(&hello.to_string(), now(), &versions).is_err(), "{hello}");
+            let (mut s, _) = hello_with(serde_json::json!({}), &versions);
+            let subscribe = serde_json::json!({"messageType": "broadcast_subscribe", "broadcasts": listed});
+            assert!(s.receive(&subscribe.to_string(), now(), &versions).is_err(), "{subscribe}");
+        }
+        // At most MAX_FOLLOWED in all, over several frames; listing again what is followed
+        // does not count twice.
+        let (first, rest): (Vec<_>, Vec<_>) = many.into_iter().partition(|(id, _)| id != "b0");
+        let first: serde_json::Map<_, _> = first.into_iter().collect();
+        let (mut s, _) = hello_with(serde_json::Value::Object(first.clone()), &versions);
+        let again = serde_json::json!({"messageType": "broadcast_subscribe", "broadcasts": first});
+        assert!(s.receive(&again.to_string(), now(), &versions).is_ok());
+        let one_more = serde_json::json!({"messageType": "broadcast_subscribe", "broadcasts": serde_json::Map::from_iter(rest)});
+        assert!(s.receive(&one_more.to_string(), now(), &versions).is_err());
     }
 }

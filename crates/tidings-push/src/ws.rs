@@ -205,7 +205,7 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
     /// Handles one event; `false` when the user agent closed.
     async fn handle(&mut self, event: Incoming) -> Result<bool, End> {
         match event {
-            Incoming::Text(text) => match self.session.receive(&text, std::time::Instant::now()) {
+            Incoming::Text(text) => match self.receive(&text) {
                 Ok(Step::Reply(frame)) => self.send(&[frame]).await?,
                 Ok(Step::Do(command)) => self.execute(command).await?,
                 Ok(Step::Nothing) => {}
@@ -230,11 +230,29 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
         Ok(true)
     }
 
+    /// Hands a frame to the session with the node's broadcast versions, and marks the
+    /// connection as a follower of broadcasts if it now is one, while the versions are still
+    /// held (so that no change slips between what the session compared and the marking).
+    fn receive(&mut self, text: &str) -> Result<Step, crate::session::Violation> {
+        let versions = self.app.versions();
+        let step = self.session.receive(text, std::time::Instant::now(), &versions);
+        self.mark_follower();
+        step
+    }
+
+    fn mark_follower(&self) {
+        if self.session.follows_broadcasts()
+            && let Some(mailbox) = &self.mailbox
+        {
+            mailbox.follow_broadcasts();
+        }
+    }
+
     async fn execute(&mut self, command: Command) -> Result<(), End> {
         let app = self.app;
         let unavailable = |_| End::Closed(close_code::TRY_AGAIN_LATER, "storage unavailable".into());
         match command {
-            Command::Hello { uaid } => {
+            Command::Hello { uaid, broadcasts } => {
                 let forget_after = app.config.forget_idle_after.as_secs();
                 let known = match uaid {
                     Some(uaid) => app
@@ -270,7 +288,12 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 if let Err(e) = app.store.set_node(uaid, &app.config.node_id).await {
                     tracing::warn!(error = %e, "could not record the connection's node");
                 }
-                let reply = self.session.hello_reply(uaid);
+                let reply = {
+                    let versions = app.versions();
+                    let reply = self.session.hello_reply(uaid, &broadcasts, &versions);
+                    self.mark_follower();
+                    reply
+                };
                 self.send(&[reply]).await
             }
             Command::Register { channel_id, key } => {
@@ -346,7 +369,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
         if delivery.replaced {
             return Err(End::Closed(CLOSE_REPLACED, "replaced by a newer connection".into()));
         }
-        let frames = self.frames(delivery.messages.iter().map(|(m, _)| m));
+        let mut frames = Vec::new();
+        if delivery.broadcasts
+            && let Some(news) = self.session.broadcast_news(&self.app.versions())
+        {
+            self.app.metrics.broadcasts_sent.inc();
+            frames.push(news);
+        }
+        frames.extend(self.frames(delivery.messages.iter().map(|(m, _)| m)));
         self.send(&frames).await?;
         for (_, handed_over) in &delivery.messages {
             self.app.metrics.delivery_seconds.observe(handed_over.elapsed().as_secs_f64());

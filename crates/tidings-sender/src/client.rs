@@ -98,6 +98,18 @@ impl PushClient {
 
     /// Sends a prepared request and classifies the answer.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response, SendError> {
+        let (parts, body) = self.fetch(request, MAX_RESPONSE_BODY).await?;
+        Ok(Response::classify(parts.status, &parts.headers, &body, SystemTime::now()))
+    }
+
+    /// Sends any request on the same pool and returns the answer as it is, with at most
+    /// `max_body` bytes of its body (a longer or cut-off body comes back empty: the status is
+    /// still useful). For callers that read answers other than a push service's.
+    pub async fn fetch(
+        &self,
+        request: Request<Bytes>,
+        max_body: usize,
+    ) -> Result<(http::response::Parts, Bytes), SendError> {
         let exchange = async {
             let response =
                 self.http.request(request.map(Full::new)).await.map_err(
@@ -107,12 +119,11 @@ impl PushClient {
                     },
                 )?;
             let (parts, body) = response.into_parts();
-            // A body that is cut off or too long still leaves a useful status.
-            let body = match Limited::new(body, MAX_RESPONSE_BODY).collect().await {
+            let body = match Limited::new(body, max_body).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => Bytes::new(),
             };
-            Ok(Response::classify(parts.status, &parts.headers, &body, SystemTime::now()))
+            Ok((parts, body))
         };
         tokio::time::timeout(self.timeout, exchange).await.map_err(|_| SendError::Timeout(self.timeout))?
     }

@@ -345,12 +345,25 @@ pub async fn concurrency<S: Store>(store: S) {
     assert_eq!(store.messages(uaid(1), None, 1000, NOW).await.unwrap().len(), 200);
 }
 
+/// A broadcast keeps its latest version; setting the same version again changes nothing.
+pub async fn broadcasts<S: Store>(store: S) {
+    assert!(store.broadcasts().await.unwrap().is_empty());
+    assert!(store.set_broadcast("remote-settings/monitor_changes", "\"1\"").await.unwrap(), "new");
+    assert!(store.set_broadcast("kinto:123", "v1").await.unwrap());
+    assert!(!store.set_broadcast("kinto:123", "v1").await.unwrap(), "the same version");
+    assert!(store.set_broadcast("kinto:123", "v2").await.unwrap());
+    let mut all = store.broadcasts().await.unwrap();
+    all.sort();
+    let expected = [("kinto:123", "v2"), ("remote-settings/monitor_changes", "\"1\"")];
+    assert_eq!(all, expected.map(|(id, v)| (id.to_owned(), v.to_owned())));
+}
+
 /// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression
 /// that evaluates to a fresh, empty store.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion routing concurrency);
+        $crate::conformance_tests!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion routing concurrency broadcasts);
     };
     (@each $make:expr; $($check:ident)*) => {
         $(

@@ -25,6 +25,7 @@
 //! | `expiry` | expires at (u64), uaid, id | (empty) |
 //! | `meta` | `next_id` | the next message id (u64) |
 //! | `meta` | `contacts` | present once `contacts` indexes every user |
+//! | `broadcasts` | broadcast id (UTF-8) | its current version (UTF-8) |
 //!
 //! Message keys are written once and deleted once, so they are removed with fjall's
 //! single-delete (`remove_weak`), whose tombstones vanish with the value at compaction:
@@ -63,6 +64,7 @@ struct Keyspaces {
     topics: SingleWriterTxKeyspace,
     expiry: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
+    broadcasts: SingleWriterTxKeyspace,
 }
 
 /// A write, as the writer thread applies it.
@@ -76,6 +78,7 @@ enum Request {
     Save(Uaid, Message, Option<[u8; 16]>, usize),
     Delete(Uaid, ChannelId, MessageId),
     Sweep(u64, usize),
+    SetBroadcast { id: String, version: String },
 }
 
 /// What a write produced.
@@ -107,6 +110,7 @@ impl EmbeddedStore {
             topics: keyspace("topics")?,
             expiry: keyspace("expiry")?,
             meta: keyspace("meta")?,
+            broadcasts: keyspace("broadcasts")?,
             db,
         });
         index_contacts(&keyspaces)?;
@@ -327,6 +331,27 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool> {
+        bool_of(self.write(Request::SetBroadcast { id: id.to_owned(), version: version.to_owned() }).await?)
+    }
+
+    async fn broadcasts(&self) -> Result<Vec<(String, String)>> {
+        self.read(|ks| {
+            let text = |bytes: &[u8]| {
+                String::from_utf8(bytes.to_vec()).map_err(|_| StoreError("corrupt broadcast record".into()))
+            };
+            ks.db
+                .read_tx()
+                .range::<&[u8], _>(&ks.broadcasts, ..)
+                .map(|entry| {
+                    let (id, version) = entry.into_inner().map_err(error)?;
+                    Ok((text(&id)?, text(&version)?))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn ready(&self) -> Result<()> {
         if let Some(reason) = self.writer.broken() {
             return Err(StoreError(reason.to_owned()));
@@ -502,6 +527,16 @@ impl Applier {
                 }
                 Ok(Value::Count(swept))
             }
+            Request::SetBroadcast { ref id, ref version } => {
+                let changed = tx
+                    .get(&ks.broadcasts, id.as_bytes())
+                    .map_err(error)?
+                    .is_none_or(|v| *v != *version.as_bytes());
+                if changed {
+                    tx.insert(&ks.broadcasts, id.as_bytes(), version.as_bytes());
+                }
+                Ok(Value::Bool(changed))
+            }
         }
     }
 
@@ -657,4 +692,19 @@ mod tests {
     }
 
     crate::conformance_tests!(fresh().await);
+
+    /// Broadcast versions are durable: a node that restarts answers with the versions it had.
+    #[tokio::test]
+    async fn broadcasts_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("tidings-store-broadcasts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        assert!(store.set_broadcast("remote-settings/monitor_changes", "\"7\"").await.unwrap());
+        drop(store);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let expected = vec![("remote-settings/monitor_changes".to_owned(), "\"7\"".to_owned())];
+        assert_eq!(store.broadcasts().await.unwrap(), expected);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,7 +1,8 @@
 //! Storage for the push service, behind one trait with the operations the protocol needs.
 //!
 //! * [`Store`]: users (uaids), channels (subscriptions), messages with TTL, topic and
-//!   order, and the node that holds a uaid's connection.
+//!   order, the node that holds a uaid's connection, and the current version of each
+//!   broadcast (autopush's "megaphone").
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
 //!   with group commit (see the module for the choice and its reasons).
 //! * [`redis`]: a shared Redis (or Valkey), for several nodes.
@@ -123,6 +124,11 @@ pub enum NodeEvent {
         /// The user agent.
         uaid: Uaid,
     },
+    /// A broadcast version was set (it is stored): read them again. Sent to every node, the
+    /// setter too, by [`Store::set_broadcast`]. It names no version, because announcements
+    /// from several setters may arrive in another order than their writes; what the store
+    /// holds is the truth, so every node ends with the same versions.
+    BroadcastsChanged,
 }
 
 /// Everything the push service keeps. Implementations are shared between all connections
@@ -229,6 +235,16 @@ pub trait Store: Send + Sync + 'static {
         let _ = (uaids, node);
         async { Ok(()) }
     }
+
+    /// Records `version` as the broadcast's current version; whether that changed anything
+    /// (a new id, or another version). A store shared by several nodes also announces it to
+    /// every node through [`Store::node_events`] ([`NodeEvent::BroadcastsChanged`]), so that
+    /// each tells its own user agents.
+    fn set_broadcast(&self, id: &str, version: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every broadcast with its current version (a node loads them when it starts, and a node
+    /// of a shared store reloads them now and then in case it missed an announcement).
+    fn broadcasts(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
 
     /// Whether the store can serve requests now (for `/health`).
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;

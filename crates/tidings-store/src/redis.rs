@@ -17,10 +17,16 @@
 //! | `P:{U}:i` | string | the last message id |
 //! | `P:{U}:r` | string | the node holding the connection (expires unless renewed) |
 //! | `P:expiring` | sorted set | users with messages, scored by their earliest expiry |
+//! | `P:broadcasts` | hash | broadcast id → its current version |
 //!
 //! `P` is a prefix (default `tidings`), so several deployments (or tests) can share a
 //! server, or a Redis Cluster: each script touches one user's keys, in one slot, and the keys
-//! without a user (`P:expiring`, `P:endpoint-keys`) are used one command at a time.
+//! without a user (`P:expiring`, `P:endpoint-keys`, `P:broadcasts`) are used one command (or
+//! one single-key script) at a time.
+//!
+//! Nodes talk through pub/sub (sharded in a cluster): each listens on `P:node:<node id>` for
+//! what concerns its own connections, and all listen on `P:broadcasts`, where each broadcast
+//! version set is announced once it is stored.
 //!
 //! A user agent that makes no contact for the idle period is forgotten by Redis itself: each
 //! contact sets `u`, `c` and `i` to expire after the period (new channels take `u`'s TTL), and
@@ -189,6 +195,14 @@ return 1
     )
 });
 
+/// KEYS: broadcasts. ARGV: id version. Sets the version; 1 if that changed it, else 0.
+static SET_BROADCAST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end \
+         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1",
+    )
+});
+
 /// How long a routing entry lives unless its node renews it: a node that dies leaves its
 /// entries for at most this long (a POST that finds one earlier clears it at once).
 const ROUTE_TTL: u64 = 6 * crate::ROUTE_REFRESH.as_secs();
@@ -291,10 +305,10 @@ fn cluster_builder(nodes: &[String], ca_pem: &Option<Vec<u8>>) -> ClusterClientB
     }
 }
 
-/// A new subscription to `channel`, if Redis answers.
-async fn resubscribe(client: &redis::Client, channel: &str) -> Option<redis::aio::PubSub> {
+/// A new subscription to `channels`, if Redis answers.
+async fn resubscribe(client: &redis::Client, channels: &[String]) -> Option<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await.ok()?;
-    pubsub.subscribe(channel).await.ok()?;
+    pubsub.subscribe(channels).await.ok()?;
     Some(pubsub)
 }
 
@@ -312,17 +326,20 @@ fn encode_event(event: &NodeEvent) -> Vec<u8> {
             bytes.extend_from_slice(&uaid.0);
             bytes
         }
+        NodeEvent::BroadcastsChanged => vec![3],
     }
 }
 
 fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
-    let uaid = Uaid(bytes.get(1..17)?.try_into().ok()?);
+    let uaid = || Some(Uaid(bytes.get(1..17)?.try_into().ok()?));
     match bytes.first()? {
         1 => {
             let id = record::u64_at(bytes, 17)?;
-            Some(NodeEvent::Deliver { uaid, message: record::decode_message(id, bytes.get(25..)?).ok()? })
+            let message = record::decode_message(id, bytes.get(25..)?).ok()?;
+            Some(NodeEvent::Deliver { uaid: uaid()?, message })
         }
-        2 => Some(NodeEvent::Disconnect { uaid }),
+        2 => Some(NodeEvent::Disconnect { uaid: uaid()? }),
+        3 => Some(NodeEvent::BroadcastsChanged),
         _ => None,
     }
 }
@@ -466,22 +483,43 @@ impl RedisStore {
     fn expiring(&self) -> String {
         format!("{}:expiring", self.prefix)
     }
+
+    /// The broadcasts hash, and also the channel where their changes are announced.
+    fn broadcasts_key(&self) -> String {
+        format!("{}:broadcasts", self.prefix)
+    }
+
+    /// `PUBLISH`, or on a cluster `SPUBLISH`: sharded pub/sub sends the message to the one
+    /// node that owns the channel's slot, where the subscribers are, so the count of listeners
+    /// that answers is the real one (a plain `PUBLISH` counts only the receiving node's).
+    async fn publish_to(&self, channel: String, event: &NodeEvent) -> Result<i64> {
+        let command = match self.target {
+            Target::Single(_) => "PUBLISH",
+            Target::Cluster { .. } => "SPUBLISH",
+        };
+        redis::cmd(command)
+            .arg(channel)
+            .arg(encode_event(event))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(error)
+    }
 }
 
-/// The events published to `channel` on one server. The first subscription is confirmed
+/// The events published to `channels` on one server. The first subscription is confirmed
 /// before returning, so that a node is reachable once it says it is ready; after an outage
 /// the task subscribes again.
-async fn single_events(client: redis::Client, channel: String) -> Result<mpsc::Receiver<NodeEvent>> {
+async fn single_events(client: redis::Client, channels: Vec<String>) -> Result<mpsc::Receiver<NodeEvent>> {
     use futures_util::StreamExt as _;
     let (events, receiver) = mpsc::channel(4096);
     let mut first = client.get_async_pubsub().await.map_err(error)?;
-    first.subscribe(&channel).await.map_err(error)?;
+    first.subscribe(&channels).await.map_err(error)?;
     let mut first = Some(first);
     tokio::spawn(async move {
         while !events.is_closed() {
             let pubsub = match first.take() {
                 Some(pubsub) => Some(pubsub),
-                None => resubscribe(&client, &channel).await,
+                None => resubscribe(&client, &channels).await,
             };
             if let Some(mut pubsub) = pubsub {
                 let mut messages = pubsub.on_message();
@@ -500,12 +538,12 @@ async fn single_events(client: redis::Client, channel: String) -> Result<mpsc::R
     Ok(receiver)
 }
 
-/// The events published to the sharded `channel` of a cluster, on a RESP3 connection of its
+/// The events published to the sharded `channels` of a cluster, on a RESP3 connection of its
 /// own (the cluster client subscribes again by itself after a failover or an outage).
 async fn cluster_events(
     nodes: &[String],
     ca_pem: &Option<Vec<u8>>,
-    channel: String,
+    channels: Vec<String>,
 ) -> Result<mpsc::Receiver<NodeEvent>> {
     let (pushes, mut incoming) = mpsc::unbounded_channel::<redis::PushInfo>();
     let client = cluster_builder(nodes, ca_pem)
@@ -514,7 +552,10 @@ async fn cluster_events(
         .build()
         .map_err(error)?;
     let mut connection = client.get_async_connection().await.map_err(error)?;
-    connection.ssubscribe(&channel).await.map_err(error)?;
+    // One at a time: the channels hash to different slots, which may live on different nodes.
+    for channel in &channels {
+        connection.ssubscribe(channel).await.map_err(error)?;
+    }
     let (events, receiver) = mpsc::channel(4096);
     tokio::spawn(async move {
         // The connection lives as long as someone listens.
@@ -808,31 +849,36 @@ impl Store for RedisStore {
         redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
     }
 
+    async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool> {
+        let changed: i64 = invoke(&SET_BROADCAST, &[self.broadcasts_key()])
+            .arg(id)
+            .arg(version)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        // Announced even when Redis already had it: a retry after a failed announcement (or a
+        // node that missed one) then still reaches every node. Receiving nodes read the
+        // versions again and find what they already have, if so.
+        self.publish_to(self.broadcasts_key(), &NodeEvent::BroadcastsChanged).await?;
+        Ok(changed == 1)
+    }
+
+    async fn broadcasts(&self) -> Result<Vec<(String, String)>> {
+        self.redis.clone().hgetall(self.broadcasts_key()).await.map_err(error)
+    }
+
     async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
         self.check_node_id_free(node).await?;
-        let channel = self.node_channel(node);
+        let channels = vec![self.node_channel(node), self.broadcasts_key()];
         let receiver = match &self.target {
-            Target::Single(client) => single_events(client.clone(), channel).await?,
-            Target::Cluster { nodes, ca_pem } => cluster_events(nodes, ca_pem, channel).await?,
+            Target::Single(client) => single_events(client.clone(), channels).await?,
+            Target::Cluster { nodes, ca_pem } => cluster_events(nodes, ca_pem, channels).await?,
         };
         Ok(Some(receiver))
     }
 
     async fn publish(&self, node: &str, event: NodeEvent) -> Result<bool> {
-        // A cluster uses sharded pub/sub: the message goes to the one node that owns the
-        // channel's slot, where the subscriber is, so the count of listeners that answers is
-        // the real one (a plain PUBLISH counts only the receiving node's subscribers).
-        let command = match self.target {
-            Target::Single(_) => "PUBLISH",
-            Target::Cluster { .. } => "SPUBLISH",
-        };
-        let heard: i64 = redis::cmd(command)
-            .arg(self.node_channel(node))
-            .arg(encode_event(&event))
-            .query_async(&mut self.redis.clone())
-            .await
-            .map_err(error)?;
-        Ok(heard > 0)
+        Ok(self.publish_to(self.node_channel(node), &event).await? > 0)
     }
 
     async fn shared_endpoint_keys(&self, candidate: &str) -> Result<Option<String>> {
@@ -1015,10 +1061,15 @@ mod tests {
         let next = loop {
             match events.recv().await.unwrap() {
                 NodeEvent::Disconnect { uaid } => break uaid,
-                NodeEvent::Deliver { .. } => continue,
+                _ => continue,
             }
         };
         assert_eq!(next, uaid);
+        // A broadcast version set through one node is announced to every node.
+        assert!(b.set_broadcast("remote-settings/monitor_changes", "\"5\"").await.unwrap());
+        while events.recv().await.unwrap() != NodeEvent::BroadcastsChanged {}
+        let expected = ("remote-settings/monitor_changes".to_owned(), "\"5\"".to_owned());
+        assert_eq!(a.broadcasts().await.unwrap(), [expected]);
         // A node that is running hears; one that is not does not.
         assert!(b.publish("node-a", NodeEvent::Disconnect { uaid }).await.unwrap());
         assert!(!b.publish("node-dead", NodeEvent::Disconnect { uaid }).await.unwrap());

@@ -102,16 +102,16 @@ struct RawClient {
     code: Option<u16>,
 }
 
-/// Broadcast versions are strings; keep other JSON values as their JSON text.
-fn broadcast_map(raw: Option<BTreeMap<String, serde_json::Value>>) -> BTreeMap<String, String> {
+/// Broadcast versions are strings (Firefox stores what the service sent and sends it back);
+/// any other JSON value is a client bug that would never compare equal, so it is refused.
+fn broadcast_map(
+    raw: Option<BTreeMap<String, serde_json::Value>>,
+) -> Result<BTreeMap<String, String>, ProtocolError> {
     raw.unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
+        .map(|(id, version)| match version {
+            serde_json::Value::String(version) => Ok((id, version)),
+            _ => Err(ProtocolError::Invalid("broadcast versions must be strings")),
         })
         .collect()
 }
@@ -139,7 +139,7 @@ impl ClientMessage {
                 Ok(Self::Hello {
                     uaid,
                     use_webpush: raw.use_webpush.unwrap_or(false),
-                    broadcasts: broadcast_map(raw.broadcasts),
+                    broadcasts: broadcast_map(raw.broadcasts)?,
                 })
             }
             "register" => Ok(Self::Register { channel_id: channel(&raw)?, key: raw.key }),
@@ -149,7 +149,7 @@ impl ClientMessage {
                 version: raw.version.ok_or(ProtocolError::Invalid("nack without version"))?,
                 code: raw.code,
             }),
-            "broadcast_subscribe" => Ok(Self::BroadcastSubscribe(broadcast_map(raw.broadcasts))),
+            "broadcast_subscribe" => Ok(Self::BroadcastSubscribe(broadcast_map(raw.broadcasts)?)),
             "ping" => Ok(Self::Ping),
             other => Err(ProtocolError::UnknownType(other.chars().take(32).collect())),
         }
@@ -217,8 +217,9 @@ pub enum ServerMessage {
         status: u16,
         /// Always true: payloads are supported.
         use_webpush: bool,
-        /// Broadcast versions (we keep none, so empty).
-        broadcasts: BTreeMap<String, String>,
+        /// The current versions of the broadcasts the user agent listed whose version it
+        /// does not have, and the ids the service does not know.
+        broadcasts: Broadcasts,
     },
     /// The answer to `register`.
     Register {
@@ -253,12 +254,36 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         headers: Option<NotificationHeaders>,
     },
-    /// Broadcast versions.
+    /// Broadcast versions: new versions of broadcasts the user agent follows, or the answer
+    /// to `broadcast_subscribe`.
     Broadcast {
         /// The versions.
-        broadcasts: BTreeMap<String, String>,
+        broadcasts: Broadcasts,
     },
 }
+
+/// The `broadcasts` object of a `hello` reply or a `broadcast` frame, as autopush writes it:
+/// `{"<id>": "<version>", ..., "errors": {"<id>": "Broadcast not found"}}`, the `errors`
+/// member only when some id is unknown. (So no broadcast may be called `errors`.)
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Broadcasts {
+    /// Broadcast id to its current version.
+    #[serde(flatten)]
+    pub versions: BTreeMap<String, String>,
+    /// Broadcast id to why it has no version ([`BROADCAST_NOT_FOUND`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub errors: BTreeMap<String, String>,
+}
+
+impl Broadcasts {
+    /// Whether there is nothing to say.
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// What autopush answers, under `errors`, for a broadcast id it does not know.
+pub const BROADCAST_NOT_FOUND: &str = "Broadcast not found";
 
 impl ServerMessage {
     /// The JSON text of the frame.
@@ -327,6 +352,19 @@ mod tests {
         ));
         assert!(matches!(ClientMessage::parse(r#"{"messageType":"ack"}"#), Err(ProtocolError::Invalid(_))));
         assert!(matches!(ClientMessage::parse(r#"{"messageType":7}"#), Err(ProtocolError::Json(_))));
+        for versions in [r#"{"a":1}"#, r#"{"a":null}"#, r#"{"a":{"b":"c"}}"#] {
+            let hello = format!(r#"{{"messageType":"hello","use_webpush":true,"broadcasts":{versions}}}"#);
+            assert!(matches!(ClientMessage::parse(&hello), Err(ProtocolError::Invalid(_))), "{hello}");
+            let subscribe = format!(r#"{{"messageType":"broadcast_subscribe","broadcasts":{versions}}}"#);
+            assert!(
+                matches!(ClientMessage::parse(&subscribe), Err(ProtocolError::Invalid(_))),
+                "{subscribe}"
+            );
+        }
+        assert!(matches!(
+            ClientMessage::parse(r#"{"messageType":"broadcast_subscribe","broadcasts":["a"]}"#),
+            Err(ProtocolError::Json(_))
+        ));
     }
 
     #[test]
@@ -360,12 +398,21 @@ mod tests {
             uaid: "abc".into(),
             status: 200,
             use_webpush: true,
-            broadcasts: BTreeMap::new(),
+            broadcasts: Broadcasts::default(),
         };
         assert_eq!(
             hello.to_json(),
             r#"{"messageType":"hello","uaid":"abc","status":200,"use_webpush":true,"broadcasts":{}}"#
         );
+        let versions = BTreeMap::from([("remote-settings/monitor_changes".to_owned(), "\"42\"".to_owned())]);
+        let errors = BTreeMap::from([("nope".to_owned(), BROADCAST_NOT_FOUND.to_owned())]);
+        let broadcast = ServerMessage::Broadcast { broadcasts: Broadcasts { versions, errors } };
+        let json = broadcast.to_json();
+        assert_eq!(
+            json,
+            r#"{"messageType":"broadcast","broadcasts":{"remote-settings/monitor_changes":"\"42\"","errors":{"nope":"Broadcast not found"}}}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), broadcast);
         let n = ServerMessage::Notification {
             channel_id: "c".into(),
             version: "v".into(),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tidings_push::config::{Megaphone, Secret};
 use tidings_push::{Config, Server};
 use tidings_store::Store;
 use tidings_store::embedded::EmbeddedStore;
@@ -125,6 +126,24 @@ pub struct ServeArgs {
     /// store (a node refuses to start with the id of a live one) [default: <hostname>-<pid>].
     #[arg(long, env = "TIDINGS_NODE_ID", value_name = "NAME")]
     node_id: Option<String>,
+    /// A file holding the bearer token (at least 16 characters) of the admin routes, which
+    /// set broadcast versions: PUT /admin/broadcasts/<id> with the version as body, GET
+    /// /admin/broadcasts. Without a token the routes are off (404) [default: off;
+    /// TIDINGS_ADMIN_TOKEN, the token itself, overrides the file].
+    #[arg(long, env = "TIDINGS_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// A megaphone API to poll for broadcast versions, as autopush does: GET <URL> answering
+    /// {"broadcasts": {"<id>": "<version>", ...}} (Mozilla's megaphone service, or another
+    /// tidings serve's /admin/broadcasts); needs a token [default: off].
+    #[arg(long, env = "TIDINGS_MEGAPHONE_URL", value_name = "URL")]
+    megaphone_url: Option<String>,
+    /// A file holding the token sent to the megaphone API as Authorization: Bearer <token>
+    /// [TIDINGS_MEGAPHONE_TOKEN, the token itself, overrides the file].
+    #[arg(long, env = "TIDINGS_MEGAPHONE_TOKEN_FILE", value_name = "FILE")]
+    megaphone_token_file: Option<PathBuf>,
+    /// Seconds between two polls of the megaphone API [default: 30].
+    #[arg(long, env = "TIDINGS_MEGAPHONE_POLL_INTERVAL", value_name = "SECONDS")]
+    megaphone_poll_interval: Option<u64>,
     /// Log filter, e.g. info, debug, tidings_push=debug [default: info].
     #[arg(long, env = "TIDINGS_LOG", value_name = "FILTER")]
     log: Option<String>,
@@ -161,6 +180,10 @@ struct FileConfig {
     write_timeout: Option<u64>,
     endpoint_keys_file: Option<PathBuf>,
     node_id: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    megaphone_url: Option<String>,
+    megaphone_token_file: Option<PathBuf>,
+    megaphone_poll_interval: Option<u64>,
     log: Option<String>,
 }
 
@@ -340,7 +363,49 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
     if let Some(node_id) = args.node_id.or(file.node_id) {
         config.node_id = node_id;
     }
+    config.admin_token = secret("TIDINGS_ADMIN_TOKEN", args.admin_token_file.or(file.admin_token_file))?;
+    if config.admin_token.as_ref().is_some_and(|token| token.expose().chars().count() < 16) {
+        bail!("the admin token must be at least 16 characters, so that it cannot be guessed");
+    }
+    let megaphone_token =
+        secret("TIDINGS_MEGAPHONE_TOKEN", args.megaphone_token_file.or(file.megaphone_token_file))?;
+    config.megaphone = match (args.megaphone_url.or(file.megaphone_url), megaphone_token) {
+        (None, _) => None,
+        (Some(_), None) => {
+            bail!("--megaphone-url needs a token: --megaphone-token-file or TIDINGS_MEGAPHONE_TOKEN")
+        }
+        (Some(url), Some(token)) => {
+            let uri: http::Uri =
+                url.parse().with_context(|| format!("--megaphone-url {url:?} is not a URL"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                bail!("--megaphone-url must be an http:// or https:// URL");
+            }
+            let seconds = args.megaphone_poll_interval.or(file.megaphone_poll_interval).unwrap_or(30);
+            if seconds == 0 {
+                bail!("--megaphone-poll-interval must be at least 1 second");
+            }
+            Some(Megaphone { url, token, poll_interval: Duration::from_secs(seconds) })
+        }
+    };
     Ok(config)
+}
+
+/// A token: the environment variable `env` (the token itself), or else the file, trimmed.
+fn secret(env: &str, file: Option<PathBuf>) -> Result<Option<Secret>> {
+    let token = match std::env::var(env) {
+        Ok(token) => token,
+        Err(_) => match file {
+            Some(path) => {
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?
+            }
+            None => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("the token in {env} (or its file) is empty");
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// The log filter when none is given: our own news, and only the storage engine's warnings

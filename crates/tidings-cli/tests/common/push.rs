@@ -120,10 +120,12 @@ impl Drop for Service {
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A user agent: a WebSocket (over plain TCP unless said otherwise) and its uaid.
+/// A user agent: a WebSocket (over plain TCP unless said otherwise), its uaid, and the
+/// service's answer to its hello.
 pub struct Agent<S = MaybeTlsStream<TcpStream>> {
     pub ws: WebSocketStream<S>,
     pub uaid: String,
+    pub hello: Value,
 }
 
 /// A subscription the agent holds.
@@ -184,17 +186,27 @@ impl Agent {
     pub async fn hello(url: &str, uaid: Option<&str>) -> Self {
         Self::over(connect(url).await, uaid).await
     }
+
+    /// Connects and says hello as a new user agent following `broadcasts` (id to the
+    /// version it has).
+    pub async fn following(url: &str, broadcasts: Value) -> Self {
+        Self::hello_with(connect(url).await, None, broadcasts).await
+    }
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Agent<S> {
     /// Says hello over an open WebSocket.
-    pub async fn over(mut ws: WebSocketStream<S>, uaid: Option<&str>) -> Self {
-        let mut hello = json!({"messageType": "hello", "broadcasts": {}, "use_webpush": true});
+    pub async fn over(ws: WebSocketStream<S>, uaid: Option<&str>) -> Self {
+        Self::hello_with(ws, uaid, json!({})).await
+    }
+
+    async fn hello_with(mut ws: WebSocketStream<S>, uaid: Option<&str>, broadcasts: Value) -> Self {
+        let mut hello = json!({"messageType": "hello", "broadcasts": broadcasts, "use_webpush": true});
         if let Some(uaid) = uaid {
             hello["uaid"] = json!(uaid);
         }
         ws.send(Frame::text(hello.to_string())).await.unwrap();
-        let mut agent = Self { ws, uaid: String::new() };
+        let mut agent = Self { ws, uaid: String::new(), hello: Value::Null };
         let reply = agent.recv().await;
         assert_eq!(
             (reply["messageType"].as_str(), reply["status"].as_u64()),
@@ -203,6 +215,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Agent<S> {
         );
         assert_eq!(reply["use_webpush"], true);
         agent.uaid = reply["uaid"].as_str().unwrap().to_owned();
+        agent.hello = reply;
         agent
     }
 
@@ -346,6 +359,29 @@ pub async fn get(port: u16, path: &str) -> String {
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// An HTTP/1.1 request on loopback (`Connection: close`): the status and the whole response.
+pub async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = tcp.read_to_string(&mut response).await;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
 }
 
 /// The value of a metric in the service's `/metrics`.
