@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use tidings_websocket::io::{Buffered, Transport};
+use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close, handshake};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -36,33 +36,33 @@ pub enum ConnectError {
     Closed(u16, String),
 }
 
-/// The socket under a connection: plain TCP (waited on without a buffer) or TLS.
+/// The socket under a connection: plain TCP or TLS, both waited on without a buffer.
 pub enum Stream {
     /// `ws://`.
     Tcp(TcpStream),
     /// `wss://`.
-    Tls(Box<Buffered<tokio_rustls::client::TlsStream<TcpStream>>>),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Transport for Stream {
     async fn readable(&mut self) -> io::Result<()> {
         match self {
             Self::Tcp(s) => Transport::readable(s).await,
-            Self::Tls(s) => s.readable().await,
+            Self::Tls(s) => Transport::readable(s).await,
         }
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Tcp(s) => Transport::try_read(s, buf),
-            Self::Tls(s) => s.try_read(buf),
+            Self::Tls(s) => Transport::try_read(s, buf),
         }
     }
 
     async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Self::Tcp(s) => Transport::write_all(s, data).await,
-            Self::Tls(s) => s.write_all(data).await,
+            Self::Tls(s) => Transport::write_all(s, data).await,
         }
     }
 }
@@ -108,8 +108,18 @@ fn parse_url(url: &str) -> Result<Target, ConnectError> {
 }
 
 /// The TLS client configuration: the system's CA certificates (Mozilla's when it has none)
-/// and any `extra_roots`.
+/// and any `extra_roots`. Without extra roots it is made once and shared by every connection
+/// of the process: it holds the parsed certificates and a session cache of its own (together
+/// about 100 KiB), which a load generator would otherwise hold once per connection.
 fn tls_config(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    static SYSTEM_ROOTS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if extra_roots.is_empty() {
+        return SYSTEM_ROOTS.get_or_init(|| new_tls_config(&[])).clone();
+    }
+    new_tls_config(extra_roots)
+}
+
+fn new_tls_config(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs().certs;
     if native.is_empty() {
@@ -157,7 +167,7 @@ impl Connection<Stream> {
                 .map_err(|_| ConnectError::Url(url.into()))?;
             let tls = tokio_rustls::TlsConnector::from(tls_config(extra_roots)).connect(name, tcp).await?;
             let (tls, pre_read) = upgrade(tls, &target.authority, &target.path).await?;
-            (Stream::Tls(Box::new(Buffered::new(tls))), pre_read)
+            (Stream::Tls(Box::new(tls)), pre_read)
         } else {
             let (tcp, pre_read) = upgrade(tcp, &target.authority, &target.path).await?;
             (Stream::Tcp(tcp), pre_read)

@@ -23,6 +23,9 @@ pub struct Args {
     /// Connections being set up at once per worker.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Start the service with a self-signed certificate and connect with `wss://`.
+    #[arg(long, conflicts_with = "url")]
+    tls: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +41,8 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let service = Service::start(&args.target)?;
+    let service =
+        if args.tls { Service::spawn_tls(&args.target.serve_args)? } else { Service::start(&args.target)? };
     std::thread::sleep(Duration::from_millis(500));
     let before = service.rss();
     println!(
@@ -53,7 +57,12 @@ pub fn run(args: &Args) -> Result<()> {
     let mut workers = Vec::new();
     for w in 0..args.workers {
         let count = args.count / args.workers + usize::from(w < args.count % args.workers);
-        let child = Command::new(std::env::current_exe()?)
+        let mut worker = Command::new(std::env::current_exe()?);
+        // The user agents trust the certificates of SSL_CERT_FILE instead of the system's.
+        if let Some(root) = &service.tls_root {
+            worker.env("SSL_CERT_FILE", root);
+        }
+        let child = worker
             .args(["connect-worker", "--url", &service.ws_url, "--count", &count.to_string()])
             .args([
                 "--source",

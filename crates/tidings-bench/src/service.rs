@@ -24,6 +24,9 @@ pub struct Target {
 /// A service to benchmark.
 pub struct Service {
     pub ws_url: String,
+    /// For a service we started with TLS: its self-signed certificate (PEM), for clients to
+    /// trust.
+    pub tls_root: Option<PathBuf>,
     pub pid: Option<u32>,
     child: Option<Child>,
     data_dir: Option<PathBuf>,
@@ -46,6 +49,7 @@ impl Service {
         if let Some(url) = &target.url {
             return Ok(Self {
                 ws_url: url.clone(),
+                tls_root: None,
                 pid: target.server_pid,
                 child: None,
                 data_dir: None,
@@ -57,13 +61,38 @@ impl Service {
 
     /// Starts `tidings serve` on a free port and a fresh data directory.
     pub fn spawn(extra: &[String]) -> Result<Self> {
+        Self::launch(extra, false)
+    }
+
+    /// Starts `tidings serve` serving `wss://` with a fresh self-signed certificate for
+    /// 127.0.0.1 (given back in [`Service::tls_root`]).
+    pub fn spawn_tls(extra: &[String]) -> Result<Self> {
+        Self::launch(extra, true)
+    }
+
+    fn launch(extra: &[String], tls: bool) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let data_dir = std::env::temp_dir().join(format!("tidings-bench-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
+        let mut tls_args = Vec::new();
+        let tls_root = if tls {
+            std::fs::create_dir_all(&data_dir)?;
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+            let (cert_file, key_file) = (data_dir.join("tls-cert.pem"), data_dir.join("tls-key.pem"));
+            std::fs::write(&cert_file, cert.cert.pem())?;
+            std::fs::write(&key_file, cert.signing_key.serialize_pem())?;
+            tls_args.extend(["--tls-cert".into(), cert_file.clone().into_os_string()]);
+            tls_args.extend(["--tls-key".into(), key_file.into_os_string()]);
+            tls_args.extend(["--public-url".into(), format!("https://127.0.0.1:{port}").into()]);
+            Some(cert_file)
+        } else {
+            None
+        };
         let start = Instant::now();
         let mut child = Command::new(tidings_binary()?)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)
+            .args(tls_args)
             .args(extra)
             .env("TIDINGS_LOG", "warn,tidings::cmd::serve=info")
             .stderr(Stdio::piped())
@@ -82,7 +111,8 @@ impl Service {
         });
         let ready = ready_rx.recv_timeout(Duration::from_secs(30)).context("tidings serve did not start")?;
         Ok(Self {
-            ws_url: format!("ws://127.0.0.1:{port}/"),
+            ws_url: format!("{}://127.0.0.1:{port}/", if tls { "wss" } else { "ws" }),
+            tls_root,
             pid: Some(child.id()),
             child: Some(child),
             data_dir: Some(data_dir),

@@ -3,62 +3,35 @@
 
 mod common;
 
-use common::push::{Agent, Sender, Service};
-use std::sync::Arc;
-use tidings_sender::{ClientConfig, PushClient};
+use common::push::{Agent, Sender, Service, TlsService};
+use futures_util::SinkExt as _;
+use tokio_tungstenite::tungstenite::protocol::Message as Frame;
 
 #[tokio::test]
 async fn tls_serves_websockets_and_the_push_api() {
-    let dir = std::env::temp_dir().join(format!("tidings-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    let port = common::free_port();
-    let public_url = format!("https://127.0.0.1:{port}");
-    let service = Service::start_on(
-        port,
-        &[
-            "--tls-cert",
-            dir.join("cert.pem").to_str().unwrap(),
-            "--tls-key",
-            dir.join("key.pem").to_str().unwrap(),
-            "--public-url",
-            &public_url,
-        ],
-    );
-
-    // A wss:// user agent trusting the certificate.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("wss://127.0.0.1:{port}/"),
-    )
-    .unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "push-notification".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
-    let mut agent = Agent::over(ws, None).await;
-
-    let mut sender = Sender::new();
-    sender.client =
-        PushClient::new(ClientConfig { extra_roots: vec![cert.cert.der().clone()], ..Default::default() });
+    let tls = TlsService::start(&[]);
+    // A wss:// user agent trusting the certificate, offering no ALPN (as tidings-agent).
+    let mut agent = tls.agent(&[]).await;
+    let sender = tls.sender();
     let sub = agent.register(Some(sender.key())).await;
-    assert!(sub.endpoint.starts_with(&format!("{public_url}/push/")), "{}", sub.endpoint);
+    assert!(sub.endpoint.starts_with(&format!("{}/push/", tls.url())), "{}", sub.endpoint);
     assert_eq!(sender.push(&sub, "over TLS").await.status, 201);
     assert_eq!(sub.decrypt(&agent.notification().await), b"over TLS");
-    drop(service);
-    let _ = std::fs::remove_dir_all(&dir);
+
+    // Frames sent one TLS record each, without waiting: the service reads several records
+    // at once, and answers every frame in them.
+    let channels: Vec<String> = (0..300).map(|_| common::push::uuid()).collect();
+    for channel in &channels {
+        let frame = serde_json::json!({"messageType": "register", "channelID": channel});
+        agent.ws.send(Frame::text(frame.to_string())).await.unwrap();
+    }
+    for channel in &channels {
+        let reply = agent.recv().await;
+        assert_eq!(
+            (reply["channelID"].as_str(), reply["status"].as_u64()),
+            (Some(channel.as_str()), Some(200))
+        );
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 use crate::admin;
 use crate::api;
 use crate::app::App;
-use crate::limits::Refusal;
+use crate::limits::{Refusal, Slot};
 use crate::server::Peer;
 use crate::ws;
 use axum::Router;
@@ -26,9 +26,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tidings_store::Store;
 use tidings_websocket::handshake;
-use tidings_websocket::io::Buffered;
 use tidings_wire::errno::Errno;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 /// The WebSocket subprotocol Firefox asks for.
 const PROTOCOL: &str = "push-notification";
@@ -102,24 +102,7 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                // Plain TCP: take the socket back, so an idle connection holds no buffer.
-                Ok(parts) => {
-                    let tcp = parts.io.into_inner();
-                    // The bytes read past the request are a slice of hyper's 8 KiB read buffer:
-                    // copy them (usually there are none) so that buffer is freed now, not kept
-                    // for the life of the connection.
-                    let pre_read = parts.read_buf.to_vec();
-                    drop(parts.read_buf);
-                    if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(ws::SEND_BUFFER) {
-                        tracing::debug!(error = %e, "could not size the send buffer");
-                    }
-                    ws::serve(app, tcp, pre_read, slot).await
-                }
-                Err(upgraded) => {
-                    ws::serve(app, Buffered::new(TokioIo::new(upgraded)), Vec::new(), slot).await
-                }
-            },
+            Ok(upgraded) => serve_websocket(app, upgraded, slot),
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
     });
@@ -135,6 +118,43 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PROTOCOL));
     }
     response
+}
+
+/// Takes the socket back from hyper, so that an idle connection holds no buffer of hyper's,
+/// and serves the WebSocket on it in a task of its own. Spawned from this plain function, the
+/// task is exactly as large as the connection's state on that kind of socket: an async block
+/// that awaited both kinds would be as large as the larger (TLS, kilobytes more) for all.
+fn serve_websocket<S: Store>(app: Arc<App<S>>, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (tcp, pre_read) = take_back(parts);
+            size_send_buffer(&tcp);
+            tokio::spawn(ws::serve(app, tcp, pre_read, slot));
+        }
+        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let (tls, pre_read) = take_back(parts);
+                size_send_buffer(tls.get_ref().0);
+                tokio::spawn(ws::serve(app, Box::new(tls), pre_read, slot));
+            }
+            // The server only serves TCP and TLS over TCP.
+            Err(_) => tracing::warn!("WebSocket upgrade on an unknown kind of connection"),
+        },
+    }
+}
+
+/// The stream of an upgraded connection, and the bytes read past the request. Those are a
+/// slice of hyper's 8 KiB read buffer: they are copied (usually there are none) so that
+/// the buffer is freed now, not kept for the life of the connection.
+fn take_back<T>(parts: hyper::upgrade::Parts<TokioIo<T>>) -> (T, Vec<u8>) {
+    (parts.io.into_inner(), parts.read_buf.to_vec())
+}
+
+/// Bounds the kernel send buffer of a WebSocket ([`ws::SEND_BUFFER`]).
+fn size_send_buffer(tcp: &TcpStream) {
+    if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(ws::SEND_BUFFER) {
+        tracing::debug!(error = %e, "could not size the send buffer");
+    }
 }
 
 /// How long `/health` waits for storage: a load balancer's check must get its answer

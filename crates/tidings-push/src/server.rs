@@ -1,26 +1,47 @@
 //! Listening, TLS, expiry sweeping and graceful shutdown.
+//!
+//! Every connection is HTTP/1.1, except a TLS connection whose client chose `h2` by ALPN:
+//! that one is served with HTTP/2, so that a sender's many POSTs share one connection.
+//! WebSockets need HTTP/1.1 (the upgrade), and clients open them with `http/1.1` or no
+//! ALPN at all, as browsers do.
 
 use crate::app::{App, unix_now};
 use crate::config::Config;
 use crate::http::router;
 use crate::token::TokenKeys;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidings_store::{NodeEvent, ROUTE_REFRESH, Store};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 /// How often expired messages are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// How long a client may take to send its request headers (slow-loris protection).
+/// How long a client may take to send its request headers (slow-loris protection); also
+/// how long a TLS handshake may take, and an HTTP/2 connection may wait before its first
+/// request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/2 connection may stay open with no request in progress. Long enough for
+/// a sender's bursts to share it, short enough that idle clients cannot pile up connections.
+/// (An idle HTTP/1.1 connection is closed after [`HEADER_TIMEOUT`]: hyper counts that time
+/// from the end of the previous request.)
+const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests one HTTP/2 connection may have in progress: a sender's default fan-out
+/// concurrency (`tidings broadcast`), so that it fits in one connection.
+const HTTP2_MAX_STREAMS: u32 = 256;
+/// The largest header block of an HTTP/2 request. A push request's headers take under 2 KiB
+/// (the VAPID token is the largest); this is hyper's current default, written down so that
+/// it does not change under us.
+const HTTP2_MAX_HEADER_LIST: u32 = 16 * 1024;
 /// How long shutdown waits for connections to close after telling them to.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a node of a shared store reloads the broadcast versions: the backstop for an
@@ -164,12 +185,57 @@ fn watch_for_vanished_peer(tcp: &TcpStream, idle: Duration) -> std::io::Result<(
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
-async fn serve_connection<Svc>(
+async fn serve_connection(
     tcp: TcpStream,
     peer: std::net::SocketAddr,
     tls: Option<TlsAcceptor>,
-    service: Svc,
-) where
+    service: TowerToHyperService<axum::Router>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(Peer(peer));
+        service.call(request)
+    });
+    let result = match tls {
+        None => serve_http1(TokioIo::new(tcp), service).await,
+        Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+            // Boxed, so that HTTP/1.1 connections (WebSockets before their upgrade) do not
+            // carry the larger HTTP/2 state in their task.
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Box::pin(serve_http2(TokioIo::new(stream), service)).await
+            }
+            Ok(Ok(stream)) => serve_http1(TokioIo::new(stream), service).await,
+            _ => return,
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Serves HTTP/1.1, with upgrades (the WebSocket).
+async fn serve_http1<I, Svc>(io: I, service: Svc) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    Svc: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+    http.serve_connection(io, service).with_upgrades().await
+}
+
+/// Serves HTTP/2 until the client closes, or until the connection has had no request in
+/// progress for [`HTTP2_IDLE_TIMEOUT`] ([`HEADER_TIMEOUT`] before its first): hyper's
+/// HTTP/2 server has no timeout of its own, and a client that opens a connection and sends
+/// nothing must not keep it. Then it says GOAWAY and waits up to [`DRAIN_TIMEOUT`] for the
+/// client to go (one that never finished its handshake does not answer GOAWAY).
+///
+/// No HTTP/2 pings: a peer that vanished in the middle of a request is ended by TCP
+/// keepalive and the user timeout ([`watch_for_vanished_peer`]), and one that vanished between requests by the idle timeout.
+async fn serve_http2<I, Svc>(io: I, service: Svc) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     Svc: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
             Response = http::Response<axum::body::Body>,
@@ -178,22 +244,84 @@ async fn serve_connection<Svc>(
     Svc::Future: Send + 'static,
     Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let _ = tcp.set_nodelay(true);
-    let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(Peer(peer));
-        service.call(request)
-    });
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
-    let result = match tls {
-        None => http.serve_connection(TokioIo::new(tcp), service).with_upgrades().await,
-        Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
-            _ => return,
-        },
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request| {
+            let in_progress = activity.begin();
+            let call = service.call(request);
+            async move {
+                let response = call.await;
+                drop(in_progress);
+                response
+            }
+        })
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    let mut http = http2::Builder::new(TokioExecutor::new());
+    http.timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST);
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    loop {
+        let wake = activity.idle_deadline().unwrap_or_else(|| Instant::now() + HTTP2_IDLE_TIMEOUT);
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = tokio::time::sleep_until(wake) => {
+                if activity.idle_deadline().is_some_and(|deadline| deadline <= Instant::now()) {
+                    break;
+                }
+            }
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::time::timeout(DRAIN_TIMEOUT, connection).await.unwrap_or(Ok(()))
+}
+
+/// The requests in progress on an HTTP/2 connection, and since when it has had none.
+struct Activity(Mutex<Idle>);
+
+struct Idle {
+    in_progress: usize,
+    /// When the last request ended (or the connection started).
+    since: Instant,
+    /// Whether a request was ever made: the first must come within [`HEADER_TIMEOUT`].
+    used: bool,
+}
+
+/// A request in progress; the connection is idle again when the last one is dropped.
+struct InProgress(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self(Mutex::new(Idle { in_progress: 0, since: Instant::now(), used: false }))
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        // The state is two counters and a time, valid whatever a panicking holder left.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(self: &Arc<Self>) -> InProgress {
+        let mut idle = self.idle();
+        idle.in_progress += 1;
+        idle.used = true;
+        InProgress(self.clone())
+    }
+
+    /// When the connection is to be closed: `None` while a request is in progress.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let idle = self.idle();
+        let timeout = if idle.used { HTTP2_IDLE_TIMEOUT } else { HEADER_TIMEOUT };
+        (idle.in_progress == 0).then(|| idle.since + timeout)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let mut idle = self.0.idle();
+        idle.in_progress = idle.in_progress.saturating_sub(1);
+        idle.since = Instant::now();
     }
 }
 
@@ -350,7 +478,29 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(e.to_string()))?;
-    // HTTP/1.1 only: WebSockets need it, and it keeps one code path for both kinds of client.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 for senders that offer it (many POSTs on one connection); HTTP/1.1 for
+    // WebSockets and every other client. A client that offers neither gets HTTP/1.1 too.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_is_idle_only_with_no_request_in_progress() {
+        let activity = Arc::new(Activity::new());
+        // The first request must come within the header timeout.
+        assert_eq!(activity.idle_deadline(), Some(Instant::now() + HEADER_TIMEOUT));
+        let (first, second) = (activity.begin(), activity.begin());
+        assert_eq!(activity.idle_deadline(), None);
+        tokio::time::advance(Duration::from_secs(300)).await;
+        drop(first);
+        assert_eq!(activity.idle_deadline(), None, "a request is still in progress");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(second);
+        // Then the idle timeout counts from the end of the last one.
+        assert_eq!(activity.idle_deadline(), Some(Instant::now() + HTTP2_IDLE_TIMEOUT));
+    }
 }

@@ -1,9 +1,10 @@
-//! Async transports for the codec: a byte stream that can be waited on without holding a
-//! buffer (tokio's `TcpStream` can), and an adapter for streams that cannot (TLS).
+//! Async transports for the codec: byte streams that can be waited on without holding a
+//! buffer: tokio's `TcpStream`, and (with the `rustls` feature) a tokio-rustls stream over
+//! one, waited on through its socket.
 
 use std::future::Future;
 use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// A byte stream that can be waited on without holding a buffer.
@@ -30,51 +31,85 @@ impl Transport for TcpStream {
     }
 }
 
-/// Any other stream (TLS, say), read through a small buffer that exists only while it
-/// holds unread bytes.
-pub struct Buffered<S> {
-    io: S,
-    buf: Vec<u8>,
-    start: usize,
-    eof: bool,
-}
-
-impl<S> Buffered<S> {
-    /// Wraps a stream.
-    pub fn new(io: S) -> Self {
-        Self { io, buf: Vec::new(), start: 0, eof: false }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for Buffered<S> {
+/// A boxed transport: a TLS stream is over a kilobyte, and a connection's future keeps its
+/// own copy of what it was given besides the one it uses; boxed, both are a pointer.
+impl<T: Transport + ?Sized> Transport for Box<T> {
     async fn readable(&mut self) -> io::Result<()> {
-        if self.start < self.buf.len() || self.eof {
-            return Ok(());
-        }
-        self.buf.resize(4096, 0);
-        let n = self.io.read(&mut self.buf).await?;
-        self.buf.truncate(n);
-        self.start = 0;
-        self.eof = n == 0;
-        Ok(())
+        (**self).readable().await
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.start == self.buf.len() {
-            return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
-        }
-        let n = buf.len().min(self.buf.len() - self.start);
-        buf[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        if self.start == self.buf.len() {
-            self.buf = Vec::new();
-            self.start = 0;
-        }
-        Ok(n)
+        (**self).try_read(buf)
     }
 
     async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.io.write_all(data).await?;
-        self.io.flush().await
+        (**self).write_all(data).await
     }
+}
+
+/// TLS over TCP (with the `rustls` feature), waited on through its socket: while the peer
+/// is silent the connection holds only what rustls keeps (its 4 KiB record buffer, keys and
+/// state), and no read buffer of ours.
+#[cfg(feature = "rustls")]
+mod tls {
+    use super::Transport;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+    use tokio::net::TcpStream;
+    use tokio_rustls::rustls::ConnectionCommon;
+
+    /// Waits until `tls` has something to give: plaintext already decrypted (or its peer's
+    /// close), or else bytes on the socket.
+    async fn readable<D>(tcp: &TcpStream, tls: &mut ConnectionCommon<D>) -> io::Result<()> {
+        let state = tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() {
+            tcp.readable().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads what is available without waiting: polls the stream with a waker that does
+    /// nothing, because [`readable`] is what waits. Fills `buf` across TLS records, so that a
+    /// short read means that nothing is left (tokio-rustls hands out one record at a time).
+    fn try_read_tls<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+        let mut context = Context::from_waker(Waker::noop());
+        let mut filled = 0;
+        while filled < buf.len() {
+            let mut read = ReadBuf::new(&mut buf[filled..]);
+            match Pin::new(&mut *stream).poll_read(&mut context, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => filled += read.filled().len(),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending if filled == 0 => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Pending => break,
+            }
+        }
+        Ok(filled)
+    }
+
+    /// The same for both ends of a connection.
+    macro_rules! tls_transport {
+        ($stream:ty) => {
+            impl Transport for $stream {
+                async fn readable(&mut self) -> io::Result<()> {
+                    let (tcp, tls) = self.get_mut();
+                    readable(tcp, &mut **tls).await
+                }
+
+                fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                    try_read_tls(self, buf)
+                }
+
+                async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+                    AsyncWriteExt::write_all(self, data).await?;
+                    self.flush().await
+                }
+            }
+        };
+    }
+
+    tls_transport!(tokio_rustls::server::TlsStream<TcpStream>);
+    tls_transport!(tokio_rustls::client::TlsStream<TcpStream>);
 }

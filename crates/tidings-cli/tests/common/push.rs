@@ -118,6 +118,90 @@ impl Drop for Service {
     }
 }
 
+/// A `tidings serve` with TLS, on a self-signed certificate for 127.0.0.1.
+pub struct TlsService {
+    pub service: Service,
+    /// The certificate, for clients to trust.
+    pub root: rustls::pki_types::CertificateDer<'static>,
+    dir: PathBuf,
+}
+
+impl TlsService {
+    /// Starts a service with TLS; its public URL is its own `https://` address unless `args`
+    /// give one.
+    pub fn start(args: &[&str]) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        let port = super::free_port();
+        let public_url = format!("https://127.0.0.1:{port}");
+        let mut all =
+            vec!["--tls-cert", cert_file.to_str().unwrap(), "--tls-key", key_file.to_str().unwrap()];
+        if !args.contains(&"--public-url") {
+            all.extend(["--public-url", &public_url]);
+        }
+        all.extend(args);
+        let service = Service::start_on(port, &all);
+        Self { service, root: cert.cert.der().clone(), dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.service.port)
+    }
+
+    pub fn wss_url(&self) -> String {
+        format!("wss://127.0.0.1:{}/", self.service.port)
+    }
+
+    /// A TLS connection to the service, trusting its certificate and offering `alpn` (none
+    /// when empty).
+    pub async fn connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.root.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let tcp = TcpStream::connect(("127.0.0.1", self.service.port)).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
+    /// A user agent over `wss://`, on a TLS connection offering `alpn`.
+    pub async fn agent(&self, alpn: &[&[u8]]) -> Agent<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(self.wss_url())
+                .unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", "push-notification".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::client_async(request, self.connect(alpn).await).await.unwrap();
+        Agent::over(ws, None).await
+    }
+
+    /// A sender whose client trusts the service's certificate.
+    pub fn sender(&self) -> Sender {
+        let mut sender = Sender::new();
+        sender.client =
+            PushClient::new(ClientConfig { extra_roots: vec![self.root.clone()], ..Default::default() });
+        sender
+    }
+}
+
+impl Drop for TlsService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A user agent: a WebSocket (over plain TCP unless said otherwise), its uaid, and the
