@@ -4,7 +4,11 @@
 //! which validates it against the protocol state and either answers at once
 //! ([`Step::Reply`]), or hands the shell a [`Command`] that needs storage (hello, register,
 //! unregister, ack), or says the connection must close ([`Violation`]). The shell performs
-//! the command and asks the session for the reply frame. Messages to deliver go through
+//! the command and asks the session for the reply frame, and what it means: who the user
+//! agent is after `hello` ([`Session::identify`]: resumed, created, or refused because its
+//! address created too many), how a `register` ended ([`Session::registration`]), and every
+//! limit a connection can go past (pings, broadcasts followed), each refusal naming its limit
+//! for the metrics ([`Violation::limit`]). Messages to deliver go through
 //! [`Session::notification`], which remembers what is in flight so that a message reaching
 //! the connection twice (from storage at hello, and live) is sent once.
 //!
@@ -16,11 +20,12 @@
 //! when the table changes, [`Session::broadcast_news`] says what to tell the user agent.
 
 use crate::broadcast::{self, Key, MAX_FOLLOWED, MAX_ID_LEN, MAX_VERSION_LEN};
+use crate::limits::Refusal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tidings_crypto::b64;
 use tidings_crypto::webpush::PublicKey;
-use tidings_store::{Message, MessageId};
+use tidings_store::{Added, Message, MessageId, StoreError};
 use tidings_wire::ws::{BROADCAST_NOT_FOUND, Broadcasts, ClientMessage, NotificationHeaders, ServerMessage};
 use tidings_wire::{ChannelId, Uaid};
 
@@ -79,6 +84,13 @@ pub enum Registration {
     Failed,
 }
 
+impl Registration {
+    /// The limit that refused it, for `tidings_refused_total{limit}`.
+    pub fn limit(&self) -> Option<&'static str> {
+        matches!(self, Self::TooMany).then_some("channels")
+    }
+}
+
 /// The session's answer to one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -90,7 +102,8 @@ pub enum Step {
     Nothing,
 }
 
-/// The user agent broke the protocol; close with this code and reason.
+/// The connection must close with this code and reason: the user agent broke the protocol,
+/// or went past a limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct Violation {
@@ -98,10 +111,22 @@ pub struct Violation {
     pub code: u16,
     /// Why, in words (also logged).
     pub reason: String,
+    /// The limit that refused, for `tidings_refused_total{limit}` (none for a broken rule).
+    pub limit: Option<&'static str>,
 }
 
 fn violation(reason: impl Into<String>) -> Violation {
-    Violation { code: tidings_websocket::close_code::POLICY, reason: reason.into() }
+    Violation { code: tidings_websocket::close_code::POLICY, reason: reason.into(), limit: None }
+}
+
+/// Who the user agent is, once its hello is decided ([`Session::identify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The uaid it sent, known and not forgotten: its subscriptions and messages are there.
+    Resumed(Uaid),
+    /// A new uaid, to be stored before the reply (the user agent drops its old
+    /// subscriptions, if it had any, and subscribes again).
+    Created(Uaid),
 }
 
 /// The state of one connection's protocol.
@@ -264,7 +289,7 @@ impl Session {
             *since = now;
         }
         if self.pings_used >= PING_BURST {
-            return Err(violation(TOO_MANY_PINGS));
+            return Err(Violation { limit: Some("client_pings"), ..violation(TOO_MANY_PINGS) });
         }
         self.pings_used += 1;
         Ok(())
@@ -281,6 +306,41 @@ impl Session {
         self.uaid = Some(uaid);
         let broadcasts = self.follow(broadcasts, versions);
         ServerMessage::Hello { uaid: uaid.to_string(), status: 200, use_webpush: true, broadcasts }.to_json()
+    }
+
+    /// Decides who a user agent is after `hello`: the uaid it sent if storage knows it
+    /// (`known`), or else `fresh`, if its client may create one more user agent now
+    /// (`allow_new`, asked only then: it counts what it allows). Refused, the connection
+    /// closes with 1013 (try again later), which browsers take as "reconnect later".
+    pub fn identify(
+        &self,
+        known: Option<Uaid>,
+        allow_new: impl FnOnce() -> Result<(), Refusal>,
+        fresh: Uaid,
+    ) -> Result<Identity, Violation> {
+        if let Some(uaid) = known {
+            return Ok(Identity::Resumed(uaid));
+        }
+        match allow_new() {
+            Ok(()) => Ok(Identity::Created(fresh)),
+            Err(refusal) => Err(Violation {
+                code: tidings_websocket::close_code::TRY_AGAIN_LATER,
+                reason: "too many new user agents from this address; try again later".into(),
+                limit: Some(refusal.label()),
+            }),
+        }
+    }
+
+    /// How a `register` ended, from what storage answered; `endpoint` makes the channel's
+    /// endpoint once it is stored.
+    pub fn registration(added: Result<Added, StoreError>, endpoint: impl FnOnce() -> String) -> Registration {
+        match added {
+            Ok(Added::Added) => Registration::Endpoint(endpoint()),
+            Ok(Added::TooMany) => Registration::TooMany,
+            // The user was removed under the connection, or storage failed: the user agent
+            // may try again (on a new connection, it is told a new uaid).
+            Ok(Added::NoUser) | Err(_) => Registration::Failed,
+        }
     }
 
     /// The answer to `register`.
@@ -506,6 +566,32 @@ mod tests {
             receive(&mut s, r#"{"messageType":"ack","updates":[{"channelID":"x","version":"zz"}]}"#, now)
                 .unwrap();
         assert_eq!(junk, Step::Nothing);
+    }
+
+    #[test]
+    fn hello_resumes_a_known_uaid_and_creates_one_only_when_allowed() {
+        let s = Session::new();
+        let (known, fresh) = (Uaid([1; 16]), Uaid([2; 16]));
+        let never = || -> Result<(), Refusal> { panic!("a known uaid spends no allowance") };
+        assert_eq!(s.identify(Some(known), never, fresh), Ok(Identity::Resumed(known)));
+        assert_eq!(s.identify(None, || Ok(()), fresh), Ok(Identity::Created(fresh)));
+        let refused = s.identify(None, || Err(Refusal::NewUsersPerAddress), fresh).unwrap_err();
+        assert_eq!(
+            (refused.code, refused.limit),
+            (tidings_websocket::close_code::TRY_AGAIN_LATER, Some("new_users_per_address"))
+        );
+    }
+
+    #[test]
+    fn registration_follows_what_storage_answered() {
+        let endpoint = || "http://x/push/t".to_owned();
+        assert_eq!(Session::registration(Ok(Added::Added), endpoint), Registration::Endpoint(endpoint()));
+        let too_many = Session::registration(Ok(Added::TooMany), || unreachable!("no endpoint"));
+        assert_eq!((too_many.clone(), too_many.limit()), (Registration::TooMany, Some("channels")));
+        for failed in [Ok(Added::NoUser), Err(StoreError("down".into()))] {
+            let outcome = Session::registration(failed, || unreachable!("no endpoint"));
+            assert_eq!((outcome.clone(), outcome.limit()), (Registration::Failed, None));
+        }
     }
 
     #[test]

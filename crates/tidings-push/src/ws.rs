@@ -11,12 +11,12 @@
 use crate::app::{App, unix_now};
 use crate::limits::Slot;
 use crate::registry::{Delivery, Mailbox};
-use crate::session::{Command, Registration, Session, Step};
+use crate::session::{Command, Identity, Session, Step, Violation};
 use crate::token::{Endpoint, key_hash};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::{Added, Channel, Message, NodeEvent, Store};
+use tidings_store::{Channel, Message, NodeEvent, Store};
 use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
 use tidings_wire::Uaid;
@@ -209,12 +209,7 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 Ok(Step::Reply(frame)) => self.send(&[frame]).await?,
                 Ok(Step::Do(command)) => self.execute(command).await?,
                 Ok(Step::Nothing) => {}
-                Err(violation) => {
-                    if violation.reason == crate::session::TOO_MANY_PINGS {
-                        self.app.metrics.refuse("client_pings");
-                    }
-                    return Err(End::Closed(violation.code, violation.reason));
-                }
+                Err(violation) => return Err(self.closing(violation)),
             },
             Incoming::Ping(payload) => self.write_frame(Opcode::Pong, &payload).await?,
             Incoming::Binary => {
@@ -263,15 +258,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                         .then_some(uaid),
                     None => None,
                 };
-                let uaid = match known {
-                    Some(uaid) => uaid,
-                    None => {
-                        if let Err(refusal) = self.slot.new_user(std::time::Instant::now()) {
-                            app.metrics.refuse(refusal.label());
-                            let reason = "too many new user agents from this address; try again later";
-                            return Err(End::Closed(close_code::TRY_AGAIN_LATER, reason.into()));
-                        }
-                        let uaid = new_uaid();
+                let slot = &self.slot;
+                let identity = self
+                    .session
+                    .identify(known, || slot.new_user(std::time::Instant::now()), new_uaid())
+                    .map_err(|violation| self.closing(violation))?;
+                let uaid = match identity {
+                    Identity::Resumed(uaid) => uaid,
+                    Identity::Created(uaid) => {
                         app.store.add_user(uaid, unix_now(), forget_after).await.map_err(unavailable)?;
                         uaid
                     }
@@ -300,18 +294,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 let uaid = self.uaid();
                 let key_hash = key.map(|k| key_hash(k.as_bytes()));
                 let channel = Channel { key_hash };
-                let outcome =
-                    match app.store.add_channel(uaid, channel_id, channel, app.config.max_channels).await {
-                        Ok(Added::Added) => {
-                            let token = app.keys.seal_endpoint(&Endpoint { uaid, channel_id, key_hash });
-                            Registration::Endpoint(format!("{}/push/{token}", app.config.public_url))
-                        }
-                        Ok(Added::TooMany) => {
-                            app.metrics.refuse("channels");
-                            Registration::TooMany
-                        }
-                        Ok(Added::NoUser) | Err(_) => Registration::Failed,
-                    };
+                let added = app.store.add_channel(uaid, channel_id, channel, app.config.max_channels).await;
+                let outcome = Session::registration(added, || {
+                    let token = app.keys.seal_endpoint(&Endpoint { uaid, channel_id, key_hash });
+                    format!("{}/push/{token}", app.config.public_url)
+                });
+                if let Some(limit) = outcome.limit() {
+                    app.metrics.refuse(limit);
+                }
                 self.send(&[Session::register_reply(channel_id, outcome)]).await
             }
             Command::Unregister { channel_id } => {
@@ -335,6 +325,14 @@ impl<S: Store, T: Transport> Connection<'_, S, T> {
                 Ok(())
             }
         }
+    }
+
+    /// Ends the connection for a violation, counting the limit that refused, if one did.
+    fn closing(&self, violation: Violation) -> End {
+        if let Some(limit) = violation.limit {
+            self.app.metrics.refuse(limit);
+        }
+        End::Closed(violation.code, violation.reason)
     }
 
     fn uaid(&self) -> Uaid {
