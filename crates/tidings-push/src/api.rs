@@ -309,7 +309,7 @@ fn transient_id() -> u64 {
 }
 
 /// Hands a message to its user agent's connection, on this node or (told through the
-/// store) on another; whether a connection took it.
+/// bus) on another; whether a connection took it.
 async fn hand_over<S: Backend>(app: &App<S>, uaid: tidings_wire::Uaid, message: Message) -> bool {
     let Some(message) = app.registry.deliver(uaid, message) else { return true };
     match app.store.node(uaid).await {

@@ -71,7 +71,7 @@ pub struct Server<S> {
     app: Arc<App<S>>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    /// What other nodes sharing the store send this one (none for a single-node store).
+    /// What other nodes sharing the store send this one (none when its bus serves one node).
     events: Option<tokio::sync::mpsc::Receiver<NodeEvent>>,
 }
 

@@ -6,8 +6,8 @@
 //!   "megaphone").
 //! * [`Bus`]: what the nodes sharing a store tell each other: which node holds a uaid's
 //!   connection, the [events](NodeEvent) sent to a node, the announcement that a broadcast
-//!   changed, and the endpoint keys they share. None of it is durable: connections do not
-//!   outlive their node.
+//!   changed, and the endpoint keys they share. A backend that serves one node has a bus
+//!   with no one else on it.
 //! * [`Backend`]: both, from one value, as the push service takes them.
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
 //!   with group commit (see the module for the choice and its reasons). Its bus serves one
@@ -244,8 +244,9 @@ pub trait Store: Send + Sync + 'static {
 /// and a user agent holds one connection across nodes), the events they send, and the
 /// endpoint keys they share (so that every node accepts every endpoint).
 ///
-/// Apart from [`Store`] because none of it is durable and not every backend is shared: a
-/// backend that serves one node has a bus with no one else on it, and says so in its
+/// Apart from [`Store`] because it is about the nodes rather than what they keep (a routing
+/// entry lasts no longer than its connection), and not every backend is shared: a backend
+/// that serves one node has a bus with no one else on it, and says so in its
 /// implementation (no events, nothing heard, no shared keys) rather than in defaults.
 /// Every method is safe to call concurrently.
 pub trait Bus: Send + Sync + 'static {
@@ -285,9 +286,8 @@ pub trait Bus: Send + Sync + 'static {
 }
 
 /// A [`Store`] with the [`Bus`] of the nodes that share it. One value holds both, so that
-/// a node can never keep its data in a shared store while talking on another bus (its
-/// messages would be stored where other nodes read them, and their deliveries never
-/// reach it).
+/// a node can never keep its data in a shared store while talking on another bus: the other
+/// nodes would store messages for its connections and never reach them.
 pub trait Backend: Store + Bus {}
 
 impl<T: Store + Bus> Backend for T {}
