@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
-use tidings_store::Store;
+use tidings_store::Backend;
 
 /// The largest request body the admin routes read: a version is at most
 /// [`crate::broadcast::MAX_VERSION_LEN`] bytes, JSON around it a little more.
@@ -69,7 +69,7 @@ fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
 
 /// The answer to a request that may not pass: 404 when the admin routes are off, 401
 /// without the right token; `None` lets it through.
-fn refusal<S: Store>(app: &App<S>, headers: &HeaderMap) -> Option<Response> {
+fn refusal<S: Backend>(app: &App<S>, headers: &HeaderMap) -> Option<Response> {
     match &app.admin_token {
         None => Some(crate::http::not_found_response(app)),
         Some(expected) if authorized(expected, headers) => None,
@@ -105,7 +105,7 @@ pub fn parse_version(content_type: Option<&str>, body: &[u8]) -> Result<String, 
 
 /// `PUT /admin/broadcasts/{id}`: sets the version; answers `{"id", "version", "changed"}`
 /// (`changed`: whether it was news to this node).
-pub async fn put_broadcast<S: Store>(
+pub async fn put_broadcast<S: Backend>(
     State(app): State<Arc<App<S>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -134,7 +134,7 @@ pub async fn put_broadcast<S: Store>(
 }
 
 /// `GET /admin/broadcasts`: `{"broadcasts": {"<id>": "<version>", ...}}`.
-pub async fn list_broadcasts<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
+pub async fn list_broadcasts<S: Backend>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
     if let Some(response) = refusal(&app, &headers) {
         return response;
     }

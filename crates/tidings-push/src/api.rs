@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tidings_crypto::ece::aesgcm;
 use tidings_crypto::webpush::ContentEncoding;
-use tidings_store::{Message, NodeEvent, Saved, Store};
+use tidings_store::{Backend, Message, NodeEvent, Saved};
 use tidings_wire::errno::Errno;
 use tidings_wire::headers::parse_ttl;
 use tidings_wire::{Topic, Urgency};
@@ -143,7 +143,7 @@ fn aesgcm_headers(headers: &HeaderMap, crypto_key: Option<&str>) -> Result<(Stri
     Ok((encryption, crypto_key))
 }
 
-impl<S: Store> App<S> {
+impl<S: Backend> App<S> {
     /// The JSON error answer for `error`, counted in the metrics.
     pub fn error_response(&self, error: ApiError) -> Response {
         self.metrics.errors.get_or_create(&crate::metrics::ErrnoLabel { errno: error.errno.number() }).inc();
@@ -176,7 +176,7 @@ impl<S: Store> App<S> {
 }
 
 /// `POST /push/{token}`: validate, store durably, then hand to the connection if online.
-pub async fn push<S: Store>(
+pub async fn push<S: Backend>(
     State(app): State<Arc<App<S>>>,
     Path(token): Path<String>,
     headers: HeaderMap,
@@ -198,7 +198,7 @@ pub async fn push<S: Store>(
     }
 }
 
-async fn accept<S: Store>(
+async fn accept<S: Backend>(
     app: &App<S>,
     token: &str,
     headers: &HeaderMap,
@@ -256,7 +256,7 @@ fn unavailable(e: tidings_store::StoreError) -> ApiError {
 }
 
 /// Stores a message durably, then hands it to its user agent if connected; its id.
-async fn store_and_deliver<S: Store>(
+async fn store_and_deliver<S: Backend>(
     app: &App<S>,
     endpoint: &Endpoint,
     message: Message,
@@ -283,7 +283,7 @@ async fn store_and_deliver<S: Store>(
 /// node), otherwise dropped, and never written to storage (RFC 8030 section 5.2: the push
 /// service may drop it at once). Its id is drawn at random above every stored id, so it
 /// cannot collide with one, and its ack deletes nothing.
-async fn deliver_now_or_never<S: Store>(
+async fn deliver_now_or_never<S: Backend>(
     app: &App<S>,
     endpoint: &Endpoint,
     message: Message,
@@ -309,8 +309,8 @@ fn transient_id() -> u64 {
 }
 
 /// Hands a message to its user agent's connection, on this node or (told through the
-/// store) on another; whether a connection took it.
-async fn hand_over<S: Store>(app: &App<S>, uaid: tidings_wire::Uaid, message: Message) -> bool {
+/// bus) on another; whether a connection took it.
+async fn hand_over<S: Backend>(app: &App<S>, uaid: tidings_wire::Uaid, message: Message) -> bool {
     let Some(message) = app.registry.deliver(uaid, message) else { return true };
     match app.store.node(uaid).await {
         Ok(Some(node)) if node != app.config.node_id => {
@@ -332,7 +332,7 @@ async fn hand_over<S: Store>(app: &App<S>, uaid: tidings_wire::Uaid, message: Me
 }
 
 /// `DELETE /m/{token}`: cancels a pending message.
-pub async fn cancel<S: Store>(State(app): State<Arc<App<S>>>, Path(token): Path<String>) -> Response {
+pub async fn cancel<S: Backend>(State(app): State<Arc<App<S>>>, Path(token): Path<String>) -> Response {
     let Ok(message) = app.keys.open_message(&token) else {
         return app.error_response(refuse(Errno::InvalidToken, "unknown or invalid message URL"));
     };

@@ -14,7 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct App<S> {
     /// Settings.
     pub config: Config,
-    /// Where users, channels and messages live.
+    /// Where users, channels and messages live, and how this node reaches the others sharing
+    /// them (a [`tidings_store::Backend`]).
     pub store: S,
     /// The user agents connected to this node.
     pub registry: Registry,
@@ -87,18 +88,22 @@ pub enum SetBroadcastError {
     /// The id or version is refused.
     #[error(transparent)]
     Invalid(#[from] broadcast::Invalid),
-    /// Storage failed; nothing changed on this node.
+    /// Storing or announcing it failed; nothing changed on this node.
     #[error(transparent)]
     Store(#[from] tidings_store::StoreError),
 }
 
-impl<S: tidings_store::Store> App<S> {
+impl<S: tidings_store::Backend> App<S> {
     /// Sets a broadcast's version (from the admin route or a megaphone API): stored first, so
-    /// that it survives a restart and reaches the other nodes, then told to the connections
+    /// that it survives a restart, announced to the other nodes, then told to the connections
     /// here. Whether the version is news to this node.
     pub async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool, SetBroadcastError> {
         self.versions().admits(id, version)?;
         self.store.set_broadcast(id, version).await?;
+        // Announced even when the store already had it: a retry after a failed announcement
+        // (or a node that missed one) then still reaches every node. Receiving nodes read the
+        // versions again and find what they already have, if so.
+        self.store.announce_broadcasts().await?;
         Ok(self.apply_broadcast(id, version)?)
     }
 

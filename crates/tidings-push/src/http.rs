@@ -24,7 +24,7 @@ use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tidings_store::Store;
+use tidings_store::Backend;
 use tidings_websocket::handshake;
 use tidings_wire::errno::Errno;
 use tokio::net::TcpStream;
@@ -37,7 +37,7 @@ const PROTOCOL: &str = "push-notification";
 const ERRORS_DOC: &str = include_str!("../../../docs/errors.md");
 
 /// Every route of the service.
-pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+pub fn router<S: Backend>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/", get(root::<S>))
         .route("/push/{token}", post(api::push::<S>))
@@ -57,17 +57,17 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .with_state(app)
 }
 
-async fn not_found<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+async fn not_found<S: Backend>(State(app): State<Arc<App<S>>>) -> Response {
     not_found_response(&app)
 }
 
 /// The answer for a path that leads nowhere (also for routes that are turned off).
-pub(crate) fn not_found_response<S: Store>(app: &App<S>) -> Response {
+pub(crate) fn not_found_response<S: Backend>(app: &App<S>) -> Response {
     app.error_response(api::ApiError { errno: Errno::InvalidToken, message: "no such resource".into() })
 }
 
 /// `GET /`: upgrades to the push WebSocket.
-async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) -> Response {
+async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) -> Response {
     let upgrade = match handshake::check_request(request.headers(), PROTOCOL) {
         Ok(upgrade) => upgrade,
         Err(handshake::UpgradeError::NotUpgrade) => {
@@ -124,7 +124,7 @@ async fn root<S: Store>(State(app): State<Arc<App<S>>>, mut request: Request) ->
 /// and serves the WebSocket on it in a task of its own. Spawned from this plain function, the
 /// task is exactly as large as the connection's state on that kind of socket: an async block
 /// that awaited both kinds would be as large as the larger (TLS, kilobytes more) for all.
-fn serve_websocket<S: Store>(app: Arc<App<S>>, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
+fn serve_websocket<S: Backend>(app: Arc<App<S>>, upgraded: hyper::upgrade::Upgraded, slot: Slot) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (tcp, pre_read) = take_back(parts);
@@ -162,7 +162,7 @@ fn size_send_buffer(tcp: &TcpStream) {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `GET /health`: 200 when storage answers, 503 (with `Retry-After`) otherwise.
-async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+async fn health<S: Backend>(State(app): State<Arc<App<S>>>) -> Response {
     let (status, storage) = match tokio::time::timeout(HEALTH_TIMEOUT, app.store.ready()).await {
         Ok(Ok(())) => (StatusCode::OK, "OK".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -182,7 +182,7 @@ async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     response
 }
 
-async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+async fn metrics<S: Backend>(State(app): State<Arc<App<S>>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.metrics.encode(),

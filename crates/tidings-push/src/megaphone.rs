@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_sender::{ClientConfig, PushClient};
-use tidings_store::Store;
+use tidings_store::Backend;
 
 /// The largest answer read: room for hundreds of broadcasts.
 const MAX_ANSWER: usize = 256 * 1024;
@@ -56,7 +56,7 @@ fn authorization(token: &str) -> String {
 }
 
 /// Polls until the task is aborted (at shutdown).
-pub async fn poll<S: Store>(app: Arc<App<S>>, megaphone: Megaphone) {
+pub async fn poll<S: Backend>(app: Arc<App<S>>, megaphone: Megaphone) {
     let client = PushClient::new(ClientConfig {
         timeout: megaphone.poll_interval.min(TIMEOUT),
         ..ClientConfig::default()

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tidings_store::{NodeEvent, ROUTE_REFRESH, Store};
+use tidings_store::{Backend, NodeEvent, ROUTE_REFRESH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -71,11 +71,11 @@ pub struct Server<S> {
     app: Arc<App<S>>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    /// What other nodes sharing the store send this one (none for a single-node store).
+    /// What other nodes sharing the store send this one (none when its bus serves one node).
     events: Option<tokio::sync::mpsc::Receiver<NodeEvent>>,
 }
 
-impl<S: Store> Server<S> {
+impl<S: Backend> Server<S> {
     /// Binds the listening socket and loads keys and certificates.
     pub async fn bind(config: Config, store: S) -> Result<Self, StartError> {
         let keys = match &config.endpoint_keys {
@@ -328,7 +328,7 @@ impl Drop for InProgress {
 /// Applies what other nodes send: deliveries to connections here, closing a connection
 /// whose user agent connected elsewhere, and reading the broadcast versions again when one
 /// was set.
-async fn follow<S: Store>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
+async fn follow<S: Backend>(app: Arc<App<S>>, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             NodeEvent::Deliver { uaid, message } => {
@@ -364,13 +364,13 @@ where
 }
 
 /// Reloads the broadcast versions every [`BROADCAST_RELOAD`] (nodes of a shared store).
-async fn reload_broadcasts<S: Store>(app: Arc<App<S>>) {
+async fn reload_broadcasts<S: Backend>(app: Arc<App<S>>) {
     every(BROADCAST_RELOAD, "reload the broadcast versions", || app.reload_broadcasts()).await
 }
 
 /// Renews the routing entries of this node's connections every [`ROUTE_REFRESH`], so that
 /// only those of a node that died expire.
-async fn renew_routes<S: Store>(app: Arc<App<S>>) {
+async fn renew_routes<S: Backend>(app: Arc<App<S>>) {
     every(ROUTE_REFRESH, "renew the routing entries", || async {
         app.store.refresh_routes(&app.registry.uaids(), &app.config.node_id).await
     })
@@ -380,7 +380,7 @@ async fn renew_routes<S: Store>(app: Arc<App<S>>) {
 /// Records contact for the user agents connected here, often enough that one staying
 /// connected for longer than the idle period is never forgotten (a quarter of the period,
 /// at most hourly).
-async fn keep_in_touch<S: Store>(app: Arc<App<S>>) {
+async fn keep_in_touch<S: Backend>(app: Arc<App<S>>) {
     let forget_after = app.config.forget_idle_after;
     let mut interval =
         tokio::time::interval((forget_after / 4).clamp(Duration::from_millis(250), ROUTE_REFRESH));
@@ -399,7 +399,7 @@ async fn keep_in_touch<S: Store>(app: Arc<App<S>>) {
 
 /// Every [`SWEEP_INTERVAL`] (or sooner, for a short idle period): deletes expired messages,
 /// and forgets user agents idle for the whole period.
-async fn sweep<S: Store>(app: Arc<App<S>>) {
+async fn sweep<S: Backend>(app: Arc<App<S>>) {
     let forget_after = app.config.forget_idle_after;
     let mut interval =
         tokio::time::interval((forget_after / 4).clamp(Duration::from_millis(250), SWEEP_INTERVAL));
@@ -425,7 +425,7 @@ async fn sweep<S: Store>(app: Arc<App<S>>) {
 
 /// Forgets the user agents idle for the whole period (not those connected here, which
 /// [`keep_in_touch`] keeps recorded), in batches.
-async fn forget_idle<S: Store>(app: &App<S>) {
+async fn forget_idle<S: Backend>(app: &App<S>) {
     loop {
         match app.store.forget_idle_users(unix_now(), app.config.forget_idle_after.as_secs(), 1000).await {
             Ok(n) => {

@@ -16,7 +16,7 @@ use crate::token::{Endpoint, key_hash};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_store::{Channel, Message, NodeEvent, Store};
+use tidings_store::{Backend, Channel, Message, NodeEvent};
 use tidings_websocket::io::Transport;
 use tidings_websocket::{Decoder, Event, Opcode, Role, close_code, encode, encode_close};
 use tidings_wire::Uaid;
@@ -59,7 +59,7 @@ impl From<io::Error> for End {
 
 /// Serves one upgraded connection until it ends. `pre_read` holds bytes that arrived with
 /// the upgrade request, if any; `slot` is its place in the node's connection count.
-pub async fn serve<S: Store, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Vec<u8>, slot: Slot) {
+pub async fn serve<S: Backend, T: Transport>(app: Arc<App<S>>, transport: T, pre_read: Vec<u8>, slot: Slot) {
     app.metrics.connections.inc();
     let mut connection = Connection {
         app: &app,
@@ -94,7 +94,7 @@ struct Connection<'a, S, T> {
     slot: Slot,
 }
 
-impl<S: Store, T: Transport> Connection<'_, S, T> {
+impl<S: Backend, T: Transport> Connection<'_, S, T> {
     async fn run(&mut self, pre_read: Vec<u8>) -> End {
         match self.converse(pre_read).await {
             Ok(()) => End::Peer,

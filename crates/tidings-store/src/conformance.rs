@@ -1,8 +1,11 @@
-//! The behaviour every [`Store`] backend must have. A backend's tests call
-//! [`conformance_tests!`](crate::conformance_tests) with an expression that makes a fresh,
-//! empty store; each check below becomes one test.
+//! The behaviour every backend must have, in two suites, one for each trait: a backend's
+//! tests call [`store_conformance_tests!`](crate::store_conformance_tests) and
+//! [`bus_conformance_tests!`](crate::bus_conformance_tests) with an expression that makes a
+//! fresh, empty backend; each check below becomes one test. The bus checks hold for a bus
+//! that serves one node as for a shared one; what only a shared bus does (events between
+//! nodes, shared keys) is tested with its backend.
 
-use crate::{Added, Channel, Message, Saved, Store};
+use crate::{Added, Bus, Channel, Message, Saved, Store};
 use tidings_wire::{ChannelId, Uaid};
 
 const NOW: u64 = 1_700_000_000;
@@ -311,18 +314,6 @@ pub async fn deletion<S: Store>(store: S) {
     assert_eq!(bodies(&store, uaid(1)).await, ["b"]);
 }
 
-/// The routing entry follows the newest connection.
-pub async fn routing<S: Store>(store: S) {
-    assert_eq!(store.node(uaid(1)).await.unwrap(), None);
-    store.set_node(uaid(1), "node-a").await.unwrap();
-    assert_eq!(store.node(uaid(1)).await.unwrap().as_deref(), Some("node-a"));
-    store.set_node(uaid(1), "node-b").await.unwrap();
-    store.clear_node(uaid(1), "node-a").await.unwrap();
-    assert_eq!(store.node(uaid(1)).await.unwrap().as_deref(), Some("node-b"));
-    store.clear_node(uaid(1), "node-b").await.unwrap();
-    assert_eq!(store.node(uaid(1)).await.unwrap(), None);
-}
-
 /// Concurrent saves all land, with distinct ids.
 pub async fn concurrency<S: Store>(store: S) {
     let store = std::sync::Arc::new(store);
@@ -358,13 +349,45 @@ pub async fn broadcasts<S: Store>(store: S) {
     assert_eq!(all, expected.map(|(id, v)| (id.to_owned(), v.to_owned())));
 }
 
-/// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression
+// The bus checks.
+
+/// The routing entry follows the newest connection.
+pub async fn routing<S: Bus>(bus: S) {
+    assert_eq!(bus.node(uaid(1)).await.unwrap(), None);
+    bus.set_node(uaid(1), "node-a").await.unwrap();
+    assert_eq!(bus.node(uaid(1)).await.unwrap().as_deref(), Some("node-a"));
+    bus.set_node(uaid(1), "node-b").await.unwrap();
+    bus.clear_node(uaid(1), "node-a").await.unwrap();
+    assert_eq!(bus.node(uaid(1)).await.unwrap().as_deref(), Some("node-b"));
+    // Renewing keeps the entries as they are, whoever holds them.
+    bus.refresh_routes(&[uaid(1)], "node-a").await.unwrap();
+    assert_eq!(bus.node(uaid(1)).await.unwrap().as_deref(), Some("node-b"));
+    bus.clear_node(uaid(1), "node-b").await.unwrap();
+    assert_eq!(bus.node(uaid(1)).await.unwrap(), None);
+}
+
+/// Generates one `#[tokio::test]` per [`Store`] check; `$make` is an async expression
 /// that evaluates to a fresh, empty store.
 #[macro_export]
-macro_rules! conformance_tests {
+macro_rules! store_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion routing concurrency broadcasts);
+        $crate::conformance_checks!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion concurrency broadcasts);
     };
+}
+
+/// Generates one `#[tokio::test]` per [`Bus`] check; `$make` is an async expression that
+/// evaluates to a fresh bus.
+#[macro_export]
+macro_rules! bus_conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_checks!(@each $make; routing);
+    };
+}
+
+/// One `#[tokio::test]` per check named, for the two macros above.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_checks {
     (@each $make:expr; $($check:ident)*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

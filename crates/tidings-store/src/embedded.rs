@@ -35,11 +35,12 @@
 //! reconnecting user agent usually costs a read; `contacts` lets the sweeper find the idle
 //! ones without reading every user.
 //!
-//! Routing (which node holds a uaid) is kept in memory: an embedded store serves one node,
-//! and connections do not outlive the process.
+//! Its [`Bus`] is a single node's: an embedded store serves one node, so routing (which node
+//! holds a uaid) is kept in memory (connections do not outlive the process), no events come
+//! or go, and the endpoint keys stay in the node's data directory.
 
 use crate::group_commit::{self, Tx};
-use crate::{Added, Channel, Message, MessageId, Result, Saved, Store, StoreError};
+use crate::{Added, Bus, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
 use fjall::{KeyspaceCreateOptions, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,6 +95,7 @@ enum Value {
 pub struct EmbeddedStore {
     keyspaces: Arc<Keyspaces>,
     writer: group_commit::Writer<Applier>,
+    /// The [`Bus`]'s routes: the uaids connected to this node, the only one.
     routes: Mutex<HashMap<Uaid, String>>,
 }
 
@@ -314,23 +316,6 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn set_node(&self, uaid: Uaid, node: &str) -> Result<()> {
-        self.routes().insert(uaid, node.to_owned());
-        Ok(())
-    }
-
-    async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
-        Ok(self.routes().get(&uaid).cloned())
-    }
-
-    async fn clear_node(&self, uaid: Uaid, node: &str) -> Result<()> {
-        let mut routes = self.routes();
-        if routes.get(&uaid).is_some_and(|n| n == node) {
-            routes.remove(&uaid);
-        }
-        Ok(())
-    }
-
     async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool> {
         bool_of(self.write(Request::SetBroadcast { id: id.to_owned(), version: version.to_owned() }).await?)
     }
@@ -360,6 +345,53 @@ impl Store for EmbeddedStore {
             return Err(StoreError("the store's writer has stopped".into()));
         }
         self.read(|ks| ks.db.read_tx().contains_key(&ks.meta, b"next_id").map(|_| ()).map_err(error)).await
+    }
+}
+
+/// A bus for one node: an embedded store is open in one process only, so no other node
+/// shares it. Routes are kept in memory (connections do not outlive the process), and there
+/// is no one to hear events, announcements or keys.
+impl Bus for EmbeddedStore {
+    async fn set_node(&self, uaid: Uaid, node: &str) -> Result<()> {
+        self.routes().insert(uaid, node.to_owned());
+        Ok(())
+    }
+
+    async fn node(&self, uaid: Uaid) -> Result<Option<String>> {
+        Ok(self.routes().get(&uaid).cloned())
+    }
+
+    async fn clear_node(&self, uaid: Uaid, node: &str) -> Result<()> {
+        let mut routes = self.routes();
+        if routes.get(&uaid).is_some_and(|n| n == node) {
+            routes.remove(&uaid);
+        }
+        Ok(())
+    }
+
+    /// Routes in memory do not expire: there is nothing to renew.
+    async fn refresh_routes(&self, _uaids: &[Uaid], _node: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// No other node can send any.
+    async fn node_events(&self, _node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
+        Ok(None)
+    }
+
+    /// No other node is running to hear it.
+    async fn publish(&self, _node: &str, _event: NodeEvent) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The only node is the caller, which applies its own versions as it sets them.
+    async fn announce_broadcasts(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// No other node to share keys with: the node keeps its own in its data directory.
+    async fn shared_endpoint_keys(&self, _candidate: &str) -> Result<Option<String>> {
+        Ok(None)
     }
 }
 
@@ -691,7 +723,8 @@ mod tests {
         EmbeddedStore::open(&dir).unwrap()
     }
 
-    crate::conformance_tests!(fresh().await);
+    crate::store_conformance_tests!(fresh().await);
+    crate::bus_conformance_tests!(fresh().await);
 
     /// Broadcast versions are durable: a node that restarts answers with the versions it had.
     #[tokio::test]

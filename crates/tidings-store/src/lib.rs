@@ -1,17 +1,26 @@
-//! Storage for the push service, behind one trait with the operations the protocol needs.
+//! Storage for the push service, and what its nodes tell each other through it: two traits,
+//! because they promise different things and backends differ in the second.
 //!
-//! * [`Store`]: users (uaids), channels (subscriptions), messages with TTL, topic and
-//!   order, the node that holds a uaid's connection, and the current version of each
-//!   broadcast (autopush's "megaphone").
+//! * [`Store`]: what is kept durably: users (uaids), channels (subscriptions), messages with
+//!   TTL, topic and order, and the current version of each broadcast (autopush's
+//!   "megaphone").
+//! * [`Bus`]: what the nodes sharing a store tell each other: which node holds a uaid's
+//!   connection, the [events](NodeEvent) sent to a node, the announcement that a broadcast
+//!   changed, and the endpoint keys they share. A backend that serves one node has a bus
+//!   with no one else on it.
+//! * [`Backend`]: both, from one value, as the push service takes them.
 //! * [`embedded`]: the default backend, a durable embedded database in the data directory,
-//!   with group commit (see the module for the choice and its reasons).
-//! * [`redis`]: a shared Redis (or Valkey), for several nodes.
+//!   with group commit (see the module for the choice and its reasons). Its bus serves one
+//!   node: routes in memory, no events, no shared keys.
+//! * [`redis`]: a shared Redis (or Valkey), for several nodes, with a bus over pub/sub.
 //! * [`group_commit`]: the writer thread of an embedded store, committing concurrent writes
 //!   together (also used by the hub's embedded store).
 //! * [`secret_file`]: writing key files that only their owner can read.
-//! * [`conformance`]: the test suite every backend must pass (feature `conformance`).
+//! * `conformance`: the test suites every backend must pass, one for each trait (feature
+//!   `conformance`).
 //!
-//! Durability contract: when a write returns `Ok`, it survives a crash of the process.
+//! Durability contract: when a [`Store`] write returns `Ok`, it survives a crash of the
+//! process.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -23,7 +32,7 @@ pub mod secret_file;
 use std::future::Future;
 use tidings_wire::{ChannelId, Uaid};
 
-/// How often a node renews the routing entries of its connections ([`Store::refresh_routes`]);
+/// How often a node renews the routing entries of its connections ([`Bus::refresh_routes`]);
 /// a store that expires routing entries keeps them several times longer than this.
 pub const ROUTE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -109,7 +118,7 @@ impl From<group_commit::Stopped> for StoreError {
 /// Storage results.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// What one node tells another through the store (multi-node deployments).
+/// What one node tells another through the [`Bus`] (multi-node deployments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// A message for a user agent connected to the receiving node (already stored).
@@ -125,14 +134,15 @@ pub enum NodeEvent {
         uaid: Uaid,
     },
     /// A broadcast version was set (it is stored): read them again. Sent to every node, the
-    /// setter too, by [`Store::set_broadcast`]. It names no version, because announcements
+    /// setter too, by [`Bus::announce_broadcasts`]. It names no version, because announcements
     /// from several setters may arrive in another order than their writes; what the store
     /// holds is the truth, so every node ends with the same versions.
     BroadcastsChanged,
 }
 
-/// Everything the push service keeps. Implementations are shared between all connections
-/// and requests (`Sync`) and every method is safe to call concurrently.
+/// Everything the push service keeps durably (see the crate's durability contract).
+/// Implementations are shared between all connections and requests (`Sync`) and every
+/// method is safe to call concurrently.
 pub trait Store: Send + Sync + 'static {
     /// Creates the user if it does not exist; returns whether it already existed. A user
     /// that is not [touched](Store::touch_user) for `forget_after` seconds is forgotten.
@@ -151,16 +161,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes up to `limit` users idle for `forget_after` seconds before `now`, with their
     /// channels and messages; how many. A store whose entries expire by themselves (Redis
-    /// TTLs) has nothing to do here (the default).
+    /// TTLs) has nothing to do here.
     fn forget_idle_users(
         &self,
         now: u64,
         forget_after: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<usize>> + Send {
-        let _ = (now, forget_after, limit);
-        async { Ok(0) }
-    }
+    ) -> impl Future<Output = Result<usize>> + Send;
 
     /// Deletes a user with all its channels and messages.
     fn remove_user(&self, uaid: Uaid) -> impl Future<Output = Result<()>> + Send;
@@ -219,6 +226,30 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` messages that expired before `now`; how many were deleted.
     fn sweep_expired(&self, now: u64, limit: usize) -> impl Future<Output = Result<usize>> + Send;
 
+    /// Records `version` as the broadcast's current version; whether that changed anything
+    /// (a new id, or another version). The other nodes learn of it from
+    /// [`Bus::announce_broadcasts`].
+    fn set_broadcast(&self, id: &str, version: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every broadcast with its current version (a node loads them when it starts, and a node
+    /// of a shared store reloads them now and then in case it missed an announcement).
+    fn broadcasts(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
+    /// Whether the store can serve requests now (for `/health`).
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What the nodes sharing a [`Store`] tell each other: which node holds a user agent's
+/// connection (so that a message accepted on one node reaches the connection on another,
+/// and a user agent holds one connection across nodes), the events they send, and the
+/// endpoint keys they share (so that every node accepts every endpoint).
+///
+/// Apart from [`Store`] because it is about the nodes rather than what they keep (a routing
+/// entry lasts no longer than its connection), and not every backend is shared: a backend
+/// that serves one node has a bus with no one else on it, and says so in its
+/// implementation (no events, nothing heard, no shared keys) rather than in defaults.
+/// Every method is safe to call concurrently.
+pub trait Bus: Send + Sync + 'static {
     /// Records that `node` holds the user's connection (replacing any other node).
     fn set_node(&self, uaid: Uaid, node: &str) -> impl Future<Output = Result<()>> + Send;
 
@@ -229,49 +260,34 @@ pub trait Store: Send + Sync + 'static {
     fn clear_node(&self, uaid: Uaid, node: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Keeps alive the routing entries of the connections `node` holds (those of `uaids`
-    /// that still name it). A shared store lets routing entries expire, so that a node that
+    /// that still name it). A shared bus lets routing entries expire, so that a node that
     /// dies leaves none behind for long; each node calls this every [`ROUTE_REFRESH`].
-    fn refresh_routes(&self, uaids: &[Uaid], node: &str) -> impl Future<Output = Result<()>> + Send {
-        let _ = (uaids, node);
-        async { Ok(()) }
-    }
+    fn refresh_routes(&self, uaids: &[Uaid], node: &str) -> impl Future<Output = Result<()>> + Send;
 
-    /// Records `version` as the broadcast's current version; whether that changed anything
-    /// (a new id, or another version). A store shared by several nodes also announces it to
-    /// every node through [`Store::node_events`] ([`NodeEvent::BroadcastsChanged`]), so that
-    /// each tells its own user agents.
-    fn set_broadcast(&self, id: &str, version: &str) -> impl Future<Output = Result<bool>> + Send;
-
-    /// Every broadcast with its current version (a node loads them when it starts, and a node
-    /// of a shared store reloads them now and then in case it missed an announcement).
-    fn broadcasts(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
-
-    /// Whether the store can serve requests now (for `/health`).
-    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
-
-    /// Events other nodes send to `node`, for a store shared by several nodes; `None` for a
-    /// store that serves one node (the default).
+    /// Events other nodes send to `node`; `None` when no other node can send any (a bus that
+    /// serves one node), so that the node does not wait for them.
     fn node_events(
         &self,
         node: &str,
-    ) -> impl Future<Output = Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>>> + Send {
-        let _ = node;
-        async { Ok(None) }
-    }
+    ) -> impl Future<Output = Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>>> + Send;
 
     /// Sends an event to another node; whether a running node heard it (a route to a node
-    /// that hears nothing is stale: that node died with its connections). A single-node
-    /// store hears nothing (the default).
-    fn publish(&self, node: &str, event: NodeEvent) -> impl Future<Output = Result<bool>> + Send {
-        let _ = (node, event);
-        async { Ok(false) }
-    }
+    /// that hears nothing is stale: that node died with its connections).
+    fn publish(&self, node: &str, event: NodeEvent) -> impl Future<Output = Result<bool>> + Send;
 
-    /// The endpoint keys every node sharing this store uses: the stored ones, or `candidate`
-    /// stored by the first node to ask. `None` for a single-node store (the default), which
+    /// Tells every node, the caller too, that a broadcast version was stored
+    /// ([`NodeEvent::BroadcastsChanged`]), so that each tells its own user agents.
+    fn announce_broadcasts(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The endpoint keys every node sharing this bus uses: the stored ones, or `candidate`
+    /// stored by the first node to ask. `None` when no other node shares them: the node then
     /// keeps its keys in its data directory.
-    fn shared_endpoint_keys(&self, candidate: &str) -> impl Future<Output = Result<Option<String>>> + Send {
-        let _ = candidate;
-        async { Ok(None) }
-    }
+    fn shared_endpoint_keys(&self, candidate: &str) -> impl Future<Output = Result<Option<String>>> + Send;
 }
+
+/// A [`Store`] with the [`Bus`] of the nodes that share it. One value holds both, so that
+/// a node can never keep its data in a shared store while talking on another bus: the other
+/// nodes would store messages for its connections and never reach them.
+pub trait Backend: Store + Bus {}
+
+impl<T: Store + Bus> Backend for T {}

@@ -1,5 +1,6 @@
-//! The Redis backend (Redis 6+, Valkey): the same trait over a shared server, so that
-//! several push-service nodes can share their state.
+//! The Redis backend (Redis 6+, Valkey): the same [`Store`] over a shared server, so that
+//! several push-service nodes can share their state, and a [`Bus`] through it, so that they
+//! can reach each other.
 //!
 //! Layout: everything of one user agent lives under keys that share the hash tag `{uaid}`,
 //! so it sits in one slot and every multi-step change is one Lua script (atomic):
@@ -42,7 +43,7 @@
 //! Redis clock only for this; the nodes' clock decides what is expired.
 
 use crate::embedded::record;
-use crate::{Added, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
+use crate::{Added, Bus, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -230,7 +231,7 @@ pub struct RedisStore {
     replicas: Option<Replicas>,
 }
 
-/// How a store waits for replicas before a write counts as done ([`RedisStore::wait_for_replicas`]).
+/// How a store waits for replicas before a write counts as done (`WAIT`, after each write that creates something).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replicas {
     /// Replicas (of each primary, on a cluster) that must have the write.
@@ -633,6 +634,12 @@ impl Store for RedisStore {
         Ok(exists == 1)
     }
 
+    /// Redis forgets them by itself: every contact sets the user's keys to expire after the
+    /// idle period (see the module).
+    async fn forget_idle_users(&self, _now: u64, _forget_after: u64, _limit: usize) -> Result<usize> {
+        Ok(0)
+    }
+
     async fn remove_user(&self, uaid: Uaid) -> Result<()> {
         let mut keys = self.keys(uaid).to_vec();
         keys.push(self.route(uaid));
@@ -810,6 +817,28 @@ impl Store for RedisStore {
         Ok(swept)
     }
 
+    async fn ready(&self) -> Result<()> {
+        redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
+    }
+
+    async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool> {
+        let changed: i64 = invoke(&SET_BROADCAST, &[self.broadcasts_key()])
+            .arg(id)
+            .arg(version)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn broadcasts(&self) -> Result<Vec<(String, String)>> {
+        self.redis.clone().hgetall(self.broadcasts_key()).await.map_err(error)
+    }
+}
+
+/// The nodes sharing the Redis talk through it: routing entries that expire unless renewed,
+/// pub/sub for events (sharded on a cluster), and the endpoint keys under `P:endpoint-keys`.
+impl Bus for RedisStore {
     async fn set_node(&self, uaid: Uaid, node: &str) -> Result<()> {
         self.redis.clone().set_ex::<_, _, ()>(self.route(uaid), node, ROUTE_TTL).await.map_err(error)
     }
@@ -845,28 +874,6 @@ impl Store for RedisStore {
         failed
     }
 
-    async fn ready(&self) -> Result<()> {
-        redis::cmd("PING").query_async::<String>(&mut self.redis.clone()).await.map(|_| ()).map_err(error)
-    }
-
-    async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool> {
-        let changed: i64 = invoke(&SET_BROADCAST, &[self.broadcasts_key()])
-            .arg(id)
-            .arg(version)
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(error)?;
-        // Announced even when Redis already had it: a retry after a failed announcement (or a
-        // node that missed one) then still reaches every node. Receiving nodes read the
-        // versions again and find what they already have, if so.
-        self.publish_to(self.broadcasts_key(), &NodeEvent::BroadcastsChanged).await?;
-        Ok(changed == 1)
-    }
-
-    async fn broadcasts(&self) -> Result<Vec<(String, String)>> {
-        self.redis.clone().hgetall(self.broadcasts_key()).await.map_err(error)
-    }
-
     async fn node_events(&self, node: &str) -> Result<Option<tokio::sync::mpsc::Receiver<NodeEvent>>> {
         self.check_node_id_free(node).await?;
         let channels = vec![self.node_channel(node), self.broadcasts_key()];
@@ -879,6 +886,10 @@ impl Store for RedisStore {
 
     async fn publish(&self, node: &str, event: NodeEvent) -> Result<bool> {
         Ok(self.publish_to(self.node_channel(node), &event).await? > 0)
+    }
+
+    async fn announce_broadcasts(&self) -> Result<()> {
+        self.publish_to(self.broadcasts_key(), &NodeEvent::BroadcastsChanged).await.map(|_| ())
     }
 
     async fn shared_endpoint_keys(&self, candidate: &str) -> Result<Option<String>> {
@@ -929,12 +940,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("no Redis at {url} ({e}): scripts/test starts one"))
     }
 
-    crate::conformance_tests!(fresh().await);
+    crate::store_conformance_tests!(fresh().await);
+    crate::bus_conformance_tests!(fresh().await);
 
     /// The same suite, unchanged, against a Redis Cluster.
     mod cluster {
         use super::fresh_cluster;
-        crate::conformance_tests!(fresh_cluster().await);
+        crate::store_conformance_tests!(fresh_cluster().await);
+        crate::bus_conformance_tests!(fresh_cluster().await);
 
         #[tokio::test]
         async fn nodes_reach_each_other_and_share_endpoint_keys() {
@@ -1067,6 +1080,7 @@ mod tests {
         assert_eq!(next, uaid);
         // A broadcast version set through one node is announced to every node.
         assert!(b.set_broadcast("remote-settings/monitor_changes", "\"5\"").await.unwrap());
+        b.announce_broadcasts().await.unwrap();
         while events.recv().await.unwrap() != NodeEvent::BroadcastsChanged {}
         let expected = ("remote-settings/monitor_changes".to_owned(), "\"5\"".to_owned());
         assert_eq!(a.broadcasts().await.unwrap(), [expected]);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tidings_push::config::{Megaphone, Secret};
 use tidings_push::{Config, Server};
-use tidings_store::Store;
+use tidings_store::Backend;
 use tidings_store::embedded::EmbeddedStore;
 use tidings_store::redis::{RedisStore, Replicas};
 
@@ -239,7 +239,7 @@ pub fn run(args: ServeArgs) -> Result<Code> {
     })
 }
 
-async fn serve_on<S: Store>(config: Config, store: S, kind: &str, started: Instant) -> Result<Code> {
+async fn serve_on<S: Backend>(config: Config, store: S, kind: &str, started: Instant) -> Result<Code> {
     let (listen, public_url, data_dir) = (config.listen, config.public_url.clone(), config.data_dir.clone());
     let server = Server::bind(config, store).await?;
     tracing::info!(
