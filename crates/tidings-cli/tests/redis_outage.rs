@@ -194,3 +194,27 @@ async fn the_redis_store_over_tls() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A save whose sweeper-index update fails after the message was stored is still answered
+/// 201: the message is there (and goes by its keys' TTL if the sweeper never sees it), and a
+/// 503 would make the sender send it again. Here the index is out of the node's reach: its
+/// Redis user may not touch that one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_whose_index_update_fails_is_still_201() {
+    let dir = std::env::temp_dir().join(format!("tidings-redis-index-{}", std::process::id()));
+    let port = common::free_port();
+    let redis = RedisServer::start(port, &dir, &[]);
+    let rules = ["~tidings:{*", "~tidings:endpoint-keys", "~tidings:broadcasts", "&*", "+@all"];
+    let mut setuser = vec!["ACL", "SETUSER", "node", "on", ">node-password-for-tests"];
+    setuser.extend(rules);
+    assert_eq!(redis.cli(&setuser).trim(), "OK");
+    let service =
+        Service::start(&["--store", &format!("redis://node:node-password-for-tests@127.0.0.1:{port}/")]);
+    let (sender, mut agent, sub) = common::push::subscribed(&service).await;
+    for text in ["stored, not indexed", "and again"] {
+        assert_eq!(sender.push(&sub, text).await.status, 201);
+        assert_eq!(sub.decrypt(&agent.notification().await), text.as_bytes());
+    }
+    assert_eq!(redis.cli(&["exists", "tidings:expiring"]).trim(), "0", "the index update did fail");
+    let _ = std::fs::remove_dir_all(&dir);
+}
