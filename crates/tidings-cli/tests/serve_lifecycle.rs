@@ -139,3 +139,28 @@ async fn ttl_zero_messages_are_delivered_now_or_never_and_never_stored() {
         assert_eq!(sender.send(&sub, &now_or_never("gone")).await.status, 410);
     }
 }
+
+/// Settings of this issue that cannot work are refused at start, each with its reason.
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let dir = std::env::temp_dir().join(format!("tidings-lifecycle-settings-{}", std::process::id()));
+    let refused = |args: &[&str]| {
+        let out = common::tidings()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (args, reason) in [
+        (&["--forget-idle-after", "1"][..], "--forget-idle-after must be at least 2 seconds"),
+        (&["--max-channels", "0"], "--max-channels must be at least 1"),
+        (&["--max-concurrent-posts", "0"], "--max-concurrent-posts must be at least 1"),
+        (&["--trusted-proxy", "not-an-address"], "--trusted-proxy"),
+    ] {
+        let error = refused(args);
+        assert!(error.contains(reason), "{args:?}: {error}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -314,8 +314,10 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
         config.max_channels = count;
     }
     if let Some(seconds) = args.forget_idle_after.or(file.forget_idle_after) {
-        if seconds == 0 {
-            bail!("--forget-idle-after must be at least 1 second");
+        // Contact is recorded in whole seconds, at most a second late: with a 1-second period
+        // a connected user agent could look idle.
+        if seconds < 2 {
+            bail!("--forget-idle-after must be at least 2 seconds");
         }
         config.forget_idle_after = Duration::from_secs(seconds);
     }
