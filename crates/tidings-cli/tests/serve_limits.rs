@@ -224,6 +224,15 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
     let forwarded = "Forwarded: for=\"[2001:db8:1:2::7]\"\r\n";
     let (status, _, _v6) = upgrade_with("127.0.0.1", service.port, forwarded).await;
     assert_eq!(status, 101, "Forwarded (RFC 7239) names the client too");
+    // A client that names itself loopback through the proxy is counted all the same.
+    let mut forged = Vec::new();
+    for _ in 0..2 {
+        let (status, _, tcp) = upgrade_with("127.0.0.1", service.port, "Forwarded: for=127.0.0.1\r\n").await;
+        assert_eq!(status, 101);
+        forged.push(tcp);
+    }
+    let (status, _, _) = upgrade_with("127.0.0.1", service.port, "Forwarded: for=127.0.0.1\r\n").await;
+    assert_eq!(status, 503, "loopback named in a header is no way around the limits");
 
     // Without --trusted-proxy the header is ignored: loopback is not counted at all.
     let open = Service::start(&["--max-connections-per-address", "2"]);

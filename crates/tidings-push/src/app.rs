@@ -95,16 +95,20 @@ pub enum SetBroadcastError {
 
 impl<S: tidings_store::Backend> App<S> {
     /// Sets a broadcast's version (from the admin route or a megaphone API): stored first, so
-    /// that it survives a restart, announced to the other nodes, then told to the connections
-    /// here. Whether the version is news to this node.
+    /// that it survives a restart, announced to the other nodes, then what the store holds is
+    /// told to the connections here. Whether the broadcast's version changed on this node.
     pub async fn set_broadcast(&self, id: &str, version: &str) -> Result<bool, SetBroadcastError> {
         self.versions().admits(id, version)?;
+        let before = self.versions().version(id).map(str::to_owned);
         self.store.set_broadcast(id, version).await?;
         // Announced even when the store already had it: a retry after a failed announcement
         // (or a node that missed one) then still reaches every node. Receiving nodes read the
         // versions again and find what they already have, if so.
         self.store.announce_broadcasts().await?;
-        Ok(self.apply_broadcast(id, version)?)
+        // What the store holds now, not `version`: another set (here, or on another node)
+        // may have stored a newer one meanwhile, and taking ours last would go back to it.
+        self.reload_broadcasts().await?;
+        Ok(self.versions().version(id) != before.as_deref())
     }
 
     /// Reads every version from the store and takes those that are news: when a node of a

@@ -87,7 +87,17 @@ async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) 
         header_values(http::HeaderName::from_static("x-forwarded-for")),
         &app.config.trusted_proxies,
     );
-    let slot = match app.limits.connect(client) {
+    // A client a trusted proxy names is counted whatever address it is named by (the header
+    // may come from the client itself, through a proxy that passes it along).
+    let from_trusted_proxy = app
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer) || net.contains(&tidings_wire::client_ip::bucket(peer)))
+        && (headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for"));
+    let admitted =
+        if from_trusted_proxy { app.limits.connect_forwarded(client) } else { app.limits.connect(peer) };
+    let slot = match admitted {
         Ok(slot) => slot,
         Err(refusal) => {
             app.metrics.refuse(refusal.label());

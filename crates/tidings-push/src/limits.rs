@@ -117,12 +117,23 @@ impl Limits {
 
     /// Admits a new connection from `address`, or says which cap it would pass.
     pub fn connect(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Refusal> {
+        self.admit(counted(address))
+    }
+
+    /// Like [`Limits::connect`], for a client a trusted proxy named: counted whatever its
+    /// address, loopback included (a client can make a proxy that passes its headers along
+    /// name any address, and loopback must not be a way around the limits).
+    pub fn connect_forwarded(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Refusal> {
+        self.admit(Some(tidings_wire::client_ip::bucket(address)))
+    }
+
+    fn admit(self: &Arc<Self>, counted: Option<IpAddr>) -> Result<Slot, Refusal> {
         let open = self.open.fetch_add(1, Ordering::Relaxed);
         let mut slot = Slot { limits: self.clone(), address: None };
         if self.caps.connections > 0 && open >= self.caps.connections {
             return Err(Refusal::Connections);
         }
-        if let Some(address) = counted(address) {
+        if let Some(address) = counted {
             let mut counts = lock(&self.per_address);
             let n = counts.entry(address).or_default();
             if self.caps.connections_per_address > 0 && *n >= self.caps.connections_per_address {
@@ -209,6 +220,10 @@ mod tests {
         assert!(b.new_user(start).is_ok(), "another address");
         assert!(a.new_user(start + NEW_USER_WINDOW).is_ok(), "a new minute");
         let local = limits.connect("127.0.0.1".parse().unwrap()).unwrap();
+        // A loopback address that a trusted proxy names is counted like any other.
+        let named = limits.connect_forwarded("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(named.new_user(start).is_ok() && named.new_user(start).is_ok());
+        assert_eq!(named.new_user(start), Err(Refusal::NewUsersPerAddress));
         assert!((0..10).all(|_| local.new_user(start).is_ok()), "loopback is not counted");
     }
 }

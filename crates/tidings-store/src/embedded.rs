@@ -164,7 +164,8 @@ pub fn open_database(dir: &Path, owner: &str) -> Result<SingleWriterTxDatabase> 
 
 /// Builds the `contacts` index of a store written before it existed, recording every user's
 /// last contact as now: their real last contacts were not kept, so each gets the whole idle
-/// period from the upgrade. In chunks, so that a large store does not need one huge commit.
+/// period from the upgrade. In chunks, so that a large store does not need one huge commit;
+/// an upgrade cut short is redone from the start, replacing the entries it made.
 fn index_contacts(ks: &Keyspaces) -> Result<()> {
     if ks.db.read_tx().contains_key(&ks.meta, b"contacts").map_err(error)? {
         return Ok(());
@@ -184,8 +185,15 @@ fn index_contacts(ks: &Keyspaces) -> Result<()> {
             None => tx.range::<&[u8], _>(&ks.users, ..),
         }
         .take(10_000)
-        .map(|entry| entry.key().map_err(error))
-        .collect::<Result<_>>()?;
+        .map(|entry| entry.into_inner().map_err(error))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(uaid, before)| {
+            // An earlier, interrupted upgrade indexed this user already: drop its entry.
+            tx.remove(&ks.contacts, key(&[&before, &uaid]));
+            uaid
+        })
+        .collect();
         for uaid in &chunk {
             tx.insert(&ks.users, uaid.clone(), now.as_slice());
             tx.insert(&ks.contacts, key(&[&now, uaid]), b"".as_slice());
@@ -456,21 +464,27 @@ impl Applier {
             },
             Request::ForgetIdle { before, limit } => {
                 let end = key(&[&before.to_be_bytes(), &[0xff; 16]]);
-                let idle: Vec<Uaid> = tx
+                let entries: Vec<(fjall::UserKey, u64, Uaid)> = tx
                     .range(&ks.contacts, ..end)
                     .take(limit)
                     .map(|entry| {
                         let k = entry.key().map_err(error)?;
-                        k.get(8..24)
-                            .and_then(|b| b.try_into().ok())
-                            .map(Uaid)
-                            .ok_or_else(|| error("corrupt contact key"))
+                        let at = record::u64_at(&k, 0).ok_or_else(|| error("corrupt contact key"))?;
+                        let uaid = k.get(8..24).and_then(|b| b.try_into().ok()).map(Uaid);
+                        Ok((k.clone(), at, uaid.ok_or_else(|| error("corrupt contact key"))?))
                     })
                     .collect::<Result<_>>()?;
-                for uaid in &idle {
-                    remove_user(tx, ks, *uaid)?;
+                let mut forgotten = 0;
+                for (entry, at, uaid) in entries {
+                    // The entry goes in any case; the user only if the entry is its current
+                    // contact (an entry left behind by an interrupted upgrade is not).
+                    tx.remove(&ks.contacts, entry);
+                    if last_contact(tx, ks, uaid)? == Some(at) {
+                        remove_user(tx, ks, uaid)?;
+                        forgotten += 1;
+                    }
                 }
-                Ok(Value::Count(idle.len()))
+                Ok(Value::Count(forgotten))
             }
             Request::RemoveUser(uaid) => {
                 remove_user(tx, ks, uaid)?;
@@ -738,6 +752,38 @@ mod tests {
         let expected = vec![("remote-settings/monitor_changes".to_owned(), "\"7\"".to_owned())];
         assert_eq!(store.broadcasts().await.unwrap(), expected);
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod contacts_tests {
+    use super::*;
+
+    /// A contact entry that is not the user's current one (left by an upgrade that was cut
+    /// short and redone) is dropped by the sweep without forgetting the user, and is not
+    /// found again.
+    #[tokio::test]
+    async fn a_stale_contact_entry_forgets_nobody() {
+        let dir = std::env::temp_dir().join(format!("tidings-store-contacts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let (uaid, now) = (Uaid([7; 16]), 1_700_000_000u64);
+        store.add_user(uaid, now, 80).await.unwrap();
+        assert!(store.touch_user(uaid, now + 10, 80).await.unwrap());
+        let ks = &store.keyspaces;
+        let mut tx = ks.db.write_tx();
+        tx.insert(&ks.contacts, key(&[&(now - 100).to_be_bytes(), &uaid.0]), b"".as_slice());
+        tx.commit().unwrap();
+        assert_eq!(store.forget_idle_users(now + 20, 80, 100).await.unwrap(), 0);
+        assert!(store.touch_user(uaid, now + 20, 80).await.unwrap(), "the user is still there");
+        assert_eq!(
+            ks.db.read_tx().range::<&[u8], _>(&ks.contacts, ..).count(),
+            1,
+            "one entry, the current one"
+        );
+        // Its real idleness still counts.
+        assert_eq!(store.forget_idle_users(now + 100, 80, 100).await.unwrap(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -175,7 +175,6 @@ if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) 
   return 2
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSETNX', KEYS[3], ARGV[1], 0)
 local life = redis.call('PTTL', KEYS[1])
 if life > 0 then redis.call('PEXPIRE', KEYS[2], life) end
 return 1
@@ -453,14 +452,13 @@ impl RedisStore {
             Target::Single(_) => "NUMSUB",
             Target::Cluster { .. } => "SHARDNUMSUB",
         };
-        let answer: Vec<redis::Value> = redis::cmd("PUBSUB")
+        let answer: redis::Value = redis::cmd("PUBSUB")
             .arg(command)
             .arg(&channel)
             .query_async(&mut self.redis.clone())
             .await
             .map_err(error)?;
-        let listeners = answer.get(1).and_then(|v| i64::from_redis_value_ref(v).ok()).unwrap_or(0);
-        if listeners > 0 {
+        if listeners(&answer, &channel) > 0 {
             return Err(error(format!(
                 "another live node already uses the node id {node:?} on this Redis: give each node its own --node-id"
             )));
@@ -576,6 +574,27 @@ async fn cluster_events(
         }
     });
     Ok(receiver)
+}
+
+/// The subscribers `PUBSUB NUMSUB` / `SHARDNUMSUB` counted for `channel`: one server answers
+/// `[channel, count]`; a cluster client merges the nodes' answers into a map of them.
+fn listeners(answer: &redis::Value, channel: &str) -> i64 {
+    let is_channel = |v: &redis::Value| String::from_redis_value_ref(v).is_ok_and(|name| name == channel);
+    let count = |v: &redis::Value| i64::from_redis_value_ref(v).unwrap_or(0);
+    match answer {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .map(|pair| match pair {
+                [name, n] if is_channel(name) => count(n),
+                _ => pair.iter().map(|item| listeners(item, channel)).sum(),
+            })
+            .sum(),
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .map(|(name, n)| if is_channel(name) { count(n) } else { listeners(n, channel) })
+            .sum(),
+        _ => 0,
+    }
 }
 
 /// Every string in an `INFO` answer (a cluster answers with one per node).
@@ -809,7 +828,10 @@ impl Store for RedisStore {
             swept += answer.first().copied().unwrap_or(0) as usize;
             match answer.get(1).copied() {
                 Some(next) if next >= 0 => {
-                    redis.zadd::<_, _, _, ()>(self.expiring(), &user, next).await.map_err(error)?;
+                    // LT: a save between the script and this may have noted an earlier expiry.
+                    let mut zadd = redis::cmd("ZADD");
+                    zadd.arg(self.expiring()).arg("LT").arg(next).arg(&user);
+                    zadd.query_async::<()>(&mut redis).await.map_err(error)?;
                 }
                 _ => redis.zrem::<_, _, ()>(self.expiring(), &user).await.map_err(error)?,
             }
@@ -953,6 +975,11 @@ mod tests {
         async fn nodes_reach_each_other_and_share_endpoint_keys() {
             super::nodes_reach_each_other(fresh_cluster().await, fresh_cluster().await).await;
         }
+
+        #[tokio::test]
+        async fn a_node_id_in_use_is_refused() {
+            super::node_id_in_use_is_refused(fresh_cluster().await, fresh_cluster().await).await;
+        }
     }
 
     #[tokio::test]
@@ -1010,9 +1037,12 @@ mod tests {
     /// is free again.
     #[tokio::test]
     async fn a_node_id_in_use_is_refused() {
-        let first = fresh().await;
+        node_id_in_use_is_refused(fresh().await, fresh().await).await;
+    }
+
+    async fn node_id_in_use_is_refused(first: RedisStore, second: RedisStore) {
         let events = first.node_events("node-x").await.unwrap();
-        let second = RedisStore { prefix: first.prefix.clone(), ..fresh().await };
+        let second = RedisStore { prefix: first.prefix.clone(), ..second };
         let refused = second.node_events("node-x").await.unwrap_err();
         assert!(refused.to_string().contains("already uses the node id"), "{refused}");
         assert!(second.node_events("node-y").await.is_ok());
