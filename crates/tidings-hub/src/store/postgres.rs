@@ -937,10 +937,9 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             let outcomes = outcomes.clone();
             Box::pin(async move {
-                // Outcomes need not wait for their own flush to disk: should a crash lose
-                // them, their recipients stay claimed and end "interrupted" (failed), never
-                // sent twice; and the next durable commit (a claim) flushes them anyway.
-                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                // Committed durably, like everything else: a send task gives back the claims
+                // it still holds when it ends (those it never sent), so an outcome lost in a
+                // crash would have its recipient sent twice.
                 record(tx, id, &outcomes, now, pruning).await
             })
         })
