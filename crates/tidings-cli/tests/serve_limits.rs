@@ -221,18 +221,40 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
     assert_eq!((status, retry.as_deref()), (503, Some("60")), "the forwarded client's third connection");
     let (status, _, _other) = upgrade_with("127.0.0.1", service.port, &from("203.0.113.6")).await;
     assert_eq!(status, 101, "another client behind the same proxy");
-    let forwarded = "Forwarded: for=\"[2001:db8:1:2::7]\"\r\n";
-    let (status, _, _v6) = upgrade_with("127.0.0.1", service.port, forwarded).await;
-    assert_eq!(status, 101, "Forwarded (RFC 7239) names the client too");
+    // The proxies write X-Forwarded-For (the default): a Forwarded header is the client's
+    // own, passed along, and is not read.
+    let (status, _, _passed_along) =
+        upgrade_with("127.0.0.1", service.port, "Forwarded: for=203.0.113.5\r\n").await;
+    assert_eq!(status, 101, "Forwarded is not read when the proxies write X-Forwarded-For");
     // A client that names itself loopback through the proxy is counted all the same.
     let mut forged = Vec::new();
     for _ in 0..2 {
-        let (status, _, tcp) = upgrade_with("127.0.0.1", service.port, "Forwarded: for=127.0.0.1\r\n").await;
+        let (status, _, tcp) = upgrade_with("127.0.0.1", service.port, &from("127.0.0.1")).await;
         assert_eq!(status, 101);
         forged.push(tcp);
     }
-    let (status, _, _) = upgrade_with("127.0.0.1", service.port, "Forwarded: for=127.0.0.1\r\n").await;
+    let (status, _, _) = upgrade_with("127.0.0.1", service.port, &from("127.0.0.1")).await;
     assert_eq!(status, 503, "loopback named in a header is no way around the limits");
+
+    // Proxies that write Forwarded (RFC 7239): that header names the client (IPv6 per /64).
+    let rfc7239 = Service::start(&[
+        "--max-connections-per-address",
+        "2",
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--proxy-header",
+        "forwarded",
+    ]);
+    let mut held_v6 = Vec::new();
+    for host in ["7", "8"] {
+        let forwarded = format!("Forwarded: for=\"[2001:db8:1:2::{host}]\"\r\n");
+        let (status, _, tcp) = upgrade_with("127.0.0.1", rfc7239.port, &forwarded).await;
+        assert_eq!(status, 101);
+        held_v6.push(tcp);
+    }
+    let forwarded = "Forwarded: for=\"[2001:db8:1:2::9]\"\r\n";
+    let (status, _, _) = upgrade_with("127.0.0.1", rfc7239.port, forwarded).await;
+    assert_eq!(status, 503, "a third connection from the same /64");
 
     // Without --trusted-proxy the header is ignored: loopback is not counted at all.
     let open = Service::start(&["--max-connections-per-address", "2"]);

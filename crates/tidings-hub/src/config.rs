@@ -48,6 +48,8 @@ pub struct Config {
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header those proxies name the client in (only that one is read).
+    pub proxy_header: tidings_wire::client_ip::ProxyHeader,
     /// Only these push-service hosts, when set (subscriptions and sends alike).
     pub push_hosts: Option<PushHosts>,
     /// How push-service host names are resolved.
@@ -86,6 +88,7 @@ impl Config {
             push_timeout: Duration::from_secs(30),
             extra_roots: Vec::new(),
             trusted_proxies: Vec::new(),
+            proxy_header: tidings_wire::client_ip::ProxyHeader::default(),
             push_hosts: None,
             resolver: Arc::new(SystemResolver),
             new_per_session: 10,

@@ -54,6 +54,8 @@ pub struct Config {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say which client they serve, so
     /// that the per-address limits count clients, not the proxy.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies name the client in (only that one is read).
+    pub proxy_header: tidings_wire::client_ip::ProxyHeader,
     /// Caps on connections and new user agents (0 turns one off).
     pub caps: Caps,
     /// The bearer token of the admin routes (`/admin/…`, which set broadcast versions);
@@ -127,6 +129,7 @@ impl Config {
             endpoint_keys: None,
             node_id: default_node_id(),
             trusted_proxies: Vec::new(),
+            proxy_header: tidings_wire::client_ip::ProxyHeader::default(),
             caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
             admin_token: None,
             megaphone: None,

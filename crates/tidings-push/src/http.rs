@@ -80,13 +80,9 @@ async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) 
     // already open are untouched.
     let peer = request.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
     let headers = request.headers();
-    let header_values = |name| headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-    let client = tidings_wire::client_ip::client(
-        peer,
-        header_values(header::FORWARDED),
-        header_values(http::HeaderName::from_static("x-forwarded-for")),
-        &app.config.trusted_proxies,
-    );
+    let proxy_header = app.config.proxy_header;
+    let values = headers.get_all(proxy_header.name()).iter().filter_map(|v| v.to_str().ok());
+    let client = tidings_wire::client_ip::client(peer, proxy_header, values, &app.config.trusted_proxies);
     // A client a trusted proxy names is counted whatever address it is named by (the header
     // may come from the client itself, through a proxy that passes it along).
     let from_trusted_proxy = app
@@ -94,7 +90,7 @@ async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) 
         .trusted_proxies
         .iter()
         .any(|net| net.contains(&peer) || net.contains(&tidings_wire::client_ip::bucket(peer)))
-        && (headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for"));
+        && headers.contains_key(proxy_header.name());
     let admitted =
         if from_trusted_proxy { app.limits.connect_forwarded(client) } else { app.limits.connect(peer) };
     let slot = match admitted {

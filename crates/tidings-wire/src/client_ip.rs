@@ -40,13 +40,43 @@ pub fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client of a request that came from `peer`, with the `Forwarded` and
-/// `X-Forwarded-For` header values it carried (each in the order received). Headers are
-/// believed only from `trusted` peers; `Forwarded` wins when both are present.
+/// Which header the trusted proxies write the client into. Only that one is read: a proxy
+/// that writes one usually passes the other along as the client sent it, and believing both
+/// would let a client name any address it likes (and so dodge, or spend another's, limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For`: what nginx, Caddy, Traefik, Envoy and HAProxy's `forwardfor` write.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239): HAProxy's `option forwarded`, some CDNs.
+    Forwarded,
+}
+
+impl ProxyHeader {
+    /// Parses a `--proxy-header` value: `x-forwarded-for` or `forwarded`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            other => Err(format!("{other:?} is not x-forwarded-for or forwarded")),
+        }
+    }
+
+    /// The header's name, as requests carry it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// The client of a request that came from `peer`, with the values of the proxy `header` it
+/// carried (in the order received). The header is believed only from `trusted` peers.
 pub fn client<'a>(
     peer: IpAddr,
-    forwarded: impl IntoIterator<Item = &'a str>,
-    x_forwarded_for: impl IntoIterator<Item = &'a str>,
+    header: ProxyHeader,
+    values: impl IntoIterator<Item = &'a str>,
     trusted: &[IpNet],
 ) -> IpAddr {
     let peer = unmapped(peer);
@@ -54,11 +84,11 @@ pub fn client<'a>(
     if !is_trusted(peer) {
         return peer;
     }
-    let mut hops: Vec<Option<IpAddr>> =
-        forwarded.into_iter().flat_map(|v| v.split(',')).map(forwarded_for).collect();
-    if hops.is_empty() {
-        hops = x_forwarded_for.into_iter().flat_map(|v| v.split(',')).map(|h| node(h.trim())).collect();
-    }
+    let entries = values.into_iter().flat_map(|v| v.split(','));
+    let hops: Vec<Option<IpAddr>> = match header {
+        ProxyHeader::Forwarded => entries.map(forwarded_for).collect(),
+        ProxyHeader::XForwardedFor => entries.map(|h| node(h.trim())).collect(),
+    };
     // From the nearest hop back: the first address that is not one of our proxies. An
     // unreadable hop (obfuscated, "unknown", garbage) ends the walk at the last proxy.
     let mut client = peer;
@@ -106,36 +136,39 @@ mod tests {
 
     #[test]
     fn forwarded_headers_count_only_from_trusted_proxies() {
+        use ProxyHeader::{Forwarded, XForwardedFor as Xff};
         let proxies = [parse_net("10.0.0.0/8").unwrap(), parse_net("fd00::1").unwrap()];
         let none: [&str; 0] = [];
         // Not a proxy: its headers are the client's own claims.
-        assert_eq!(client(ip("203.0.113.5"), none, ["198.51.100.1"], &proxies), ip("203.0.113.5"));
+        assert_eq!(client(ip("203.0.113.5"), Xff, ["198.51.100.1"], &proxies), ip("203.0.113.5"));
         // A proxy: the address it saw.
-        assert_eq!(client(ip("10.0.0.2"), none, ["198.51.100.1"], &proxies), ip("198.51.100.1"));
+        assert_eq!(client(ip("10.0.0.2"), Xff, ["198.51.100.1"], &proxies), ip("198.51.100.1"));
         // A client's forged entry in front of the real chain changes nothing.
         assert_eq!(
-            client(ip("10.0.0.2"), none, ["1.2.3.4, 198.51.100.1, 10.0.0.3"], &proxies),
+            client(ip("10.0.0.2"), Xff, ["1.2.3.4, 198.51.100.1, 10.0.0.3"], &proxies),
             ip("198.51.100.1")
         );
         assert_eq!(
-            client(ip("10.0.0.2"), ["for=1.2.3.4", "for=\"[2001:db8::7]:4711\";proto=https"], none, &proxies),
+            client(
+                ip("10.0.0.2"),
+                Forwarded,
+                ["for=1.2.3.4", "for=\"[2001:db8::7]:4711\";proto=https"],
+                &proxies
+            ),
             ip("2001:db8::7")
         );
         assert_eq!(
-            client(
-                ip("::ffff:10.0.0.2"),
-                ["for=192.0.2.60;proto=http;by=203.0.113.43"],
-                ["9.9.9.9"],
-                &proxies
-            ),
+            client(ip("::ffff:10.0.0.2"), Forwarded, ["for=192.0.2.60;proto=http;by=203.0.113.43"], &proxies),
             ip("192.0.2.60"),
-            "Forwarded wins, and mapped addresses are IPv4"
+            "mapped addresses are IPv4"
         );
-        assert_eq!(client(ip("fd00::1"), none, ["198.51.100.9:4711"], &proxies), ip("198.51.100.9"));
+        assert_eq!(client(ip("fd00::1"), Xff, ["198.51.100.9:4711"], &proxies), ip("198.51.100.9"));
         // Garbage or nothing: the proxy itself.
-        assert_eq!(client(ip("10.0.0.2"), ["for=unknown"], none, &proxies), ip("10.0.0.2"));
-        assert_eq!(client(ip("10.0.0.2"), none, ["not an address"], &proxies), ip("10.0.0.2"));
-        assert_eq!(client(ip("10.0.0.2"), none, none, &proxies), ip("10.0.0.2"));
+        assert_eq!(client(ip("10.0.0.2"), Forwarded, ["for=unknown"], &proxies), ip("10.0.0.2"));
+        assert_eq!(client(ip("10.0.0.2"), Xff, ["not an address"], &proxies), ip("10.0.0.2"));
+        assert_eq!(client(ip("10.0.0.2"), Xff, none, &proxies), ip("10.0.0.2"));
+        assert_eq!(ProxyHeader::parse("Forwarded"), Ok(Forwarded));
+        assert!(ProxyHeader::parse("x-real-ip").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tidings_hub::config::{StoreChoice, origin};
 use tidings_hub::store::postgres::PostgresStore;
 use tidings_hub::{Config, Hub, api_keys, secrets, unix_now, user_token};
 use tidings_sender::PushHosts;
-use tidings_wire::client_ip::parse_net;
+use tidings_wire::client_ip::{ProxyHeader, parse_net};
 
 /// Run the hub, or manage its keys. Every option of the hub itself can also be set with the
 /// environment variable shown, or in the TOML file given with --config (flags win over the
@@ -192,11 +192,14 @@ struct HubServeArgs {
     /// New subscriptions one client address (an IPv6 /64) may register per hour [default: 200].
     #[arg(long, env = "TIDINGS_HUB_NEW_SUBSCRIPTIONS_PER_ADDRESS", value_name = "N")]
     new_subscriptions_per_address: Option<u32>,
-    /// A reverse proxy (address or CIDR block) whose Forwarded / X-Forwarded-For headers name
-    /// the client; repeatable, comma-separated in the environment. Without it those headers
-    /// are ignored.
+    /// A reverse proxy (address or CIDR block) whose --proxy-header names the client;
+    /// repeatable, comma-separated in the environment. Without it that header is ignored.
     #[arg(long, env = "TIDINGS_HUB_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',')]
     trusted_proxy: Vec<String>,
+    /// The header the trusted proxies write the client into; only that one is read (a proxy
+    /// passes the other along as the client sent it) [default: x-forwarded-for].
+    #[arg(long, env = "TIDINGS_HUB_PROXY_HEADER", value_name = "x-forwarded-for|forwarded")]
+    proxy_header: Option<String>,
     /// Send only to these push-service hosts: names or *.domain patterns, repeatable,
     /// comma-separated in the environment; `known` stands for the browsers' public push
     /// services (FCM, Mozilla, Apple, Microsoft) [default: any public host].
@@ -243,6 +246,7 @@ struct FileConfig {
     new_subscriptions_per_address: Option<u32>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    proxy_header: Option<String>,
     #[serde(default)]
     push_hosts: Vec<String>,
     delete_after_failures: Option<u32>,
@@ -426,6 +430,10 @@ fn serve(args: HubServeArgs) -> Result<Code> {
         .iter()
         .map(|p| parse_net(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
         .collect::<Result<_>>()?;
+    if let Some(header) = args.proxy_header.or(file.proxy_header) {
+        config.proxy_header =
+            ProxyHeader::parse(&header).map_err(|e| anyhow::anyhow!("--proxy-header: {e}"))?;
+    }
     let push_hosts = if args.push_hosts.is_empty() { file.push_hosts } else { args.push_hosts };
     if !push_hosts.is_empty() {
         config.push_hosts = Some(PushHosts::parse(push_hosts.iter().map(String::as_str))?);

@@ -100,11 +100,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_NEW_USERS_PER_ADDRESS", value_name = "COUNT")]
     new_users_per_address: Option<usize>,
     /// A reverse proxy (address or CIDR block, repeatable; comma-separated in the
-    /// environment) whose Forwarded / X-Forwarded-For headers name the client, so that the
-    /// per-address limits count clients instead of the proxy; from other peers those
-    /// headers are ignored.
+    /// environment) whose --proxy-header names the client, so that the per-address limits
+    /// count clients instead of the proxy; from other peers the header is ignored.
     #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',')]
     trusted_proxy: Vec<String>,
+    /// The header the trusted proxies write the client into; only that one is read (a proxy
+    /// passes the other along as the client sent it) [default: x-forwarded-for].
+    #[arg(long, env = "TIDINGS_PROXY_HEADER", value_name = "x-forwarded-for|forwarded")]
+    proxy_header: Option<String>,
     /// Seconds of silence after which a connection's peer is probed (TCP keepalive, every
     /// eighth of this, four probes): a peer that vanished without closing (a phone off the
     /// network) is disconnected within about 1.5 times this [default: 120].
@@ -175,6 +178,7 @@ struct FileConfig {
     new_users_per_address: Option<usize>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    proxy_header: Option<String>,
     hello_timeout: Option<u64>,
     tcp_keepalive: Option<u64>,
     write_timeout: Option<u64>,
@@ -344,6 +348,10 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
         .iter()
         .map(|p| tidings_wire::client_ip::parse_net(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
         .collect::<Result<_>>()?;
+    if let Some(header) = args.proxy_header.or(file.proxy_header) {
+        config.proxy_header = tidings_wire::client_ip::ProxyHeader::parse(&header)
+            .map_err(|e| anyhow::anyhow!("--proxy-header: {e}"))?;
+    }
     if let Some(seconds) = args.tcp_keepalive.or(file.tcp_keepalive) {
         config.tcp_keepalive = Duration::from_secs(seconds.max(1));
     }

@@ -84,15 +84,9 @@ impl FromRequestParts<Arc<Shared>> for Client {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no peer address"))?;
-        let values = |name: header::HeaderName| {
-            parts.headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok())
-        };
-        Ok(Self(tidings_wire::client_ip::client(
-            peer.0.ip(),
-            values(header::FORWARDED),
-            values(header::HeaderName::from_static("x-forwarded-for")),
-            &shared.config.trusted_proxies,
-        )))
+        let header = shared.config.proxy_header;
+        let values = parts.headers.get_all(header.name()).into_iter().filter_map(|v| v.to_str().ok());
+        Ok(Self(tidings_wire::client_ip::client(peer.0.ip(), header, values, &shared.config.trusted_proxies)))
     }
 }
 
