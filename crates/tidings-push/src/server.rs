@@ -382,19 +382,14 @@ async fn renew_routes<S: Backend>(app: Arc<App<S>>) {
 /// at most hourly).
 async fn keep_in_touch<S: Backend>(app: Arc<App<S>>) {
     let forget_after = app.config.forget_idle_after;
-    let mut interval =
-        tokio::time::interval((forget_after / 4).clamp(Duration::from_millis(250), ROUTE_REFRESH));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
+    let period = (forget_after / 4).clamp(Duration::from_millis(250), ROUTE_REFRESH);
+    every(period, "record the contact of connected user agents", || async {
         for uaid in app.registry.uaids() {
-            if let Err(e) = app.store.touch_user(uaid, unix_now(), forget_after.as_secs()).await {
-                tracing::warn!(error = %e, "could not record the contact of connected user agents; trying again later");
-                break;
-            }
+            app.store.touch_user(uaid, unix_now(), forget_after.as_secs()).await?;
         }
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Every [`SWEEP_INTERVAL`] (or sooner, for a short idle period): deletes expired messages,
