@@ -15,6 +15,7 @@ use crate::api;
 use crate::app::App;
 use crate::limits::{Refusal, Slot};
 use crate::server::Peer;
+use crate::tls::TlsStream;
 use crate::ws;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -28,7 +29,6 @@ use tidings_store::Backend;
 use tidings_websocket::handshake;
 use tidings_wire::errno::Errno;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 /// The WebSocket subprotocol Firefox asks for.
 const PROTOCOL: &str = "push-notification";
@@ -137,10 +137,10 @@ fn serve_websocket<S: Backend>(app: Arc<App<S>>, upgraded: hyper::upgrade::Upgra
             size_send_buffer(&tcp);
             tokio::spawn(ws::serve(app, tcp, pre_read, slot));
         }
-        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream>>() {
             Ok(parts) => {
                 let (tls, pre_read) = take_back(parts);
-                size_send_buffer(tls.get_ref().0);
+                size_send_buffer(tls.tcp());
                 tokio::spawn(ws::serve(app, Box::new(tls), pre_read, slot));
             }
             // The server only serves TCP and TLS over TCP.

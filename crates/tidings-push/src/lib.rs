@@ -21,6 +21,8 @@
 //! * [`limits`]: what one anonymous client may hold or create (connections per node and per
 //!   address, new user agents per address).
 //! * [`http`]: routes (`/`, `/push/…`, `/m/…`, `/health`, `/metrics`, `/errors`).
+//! * [`tls`]: TLS on rustls's unbuffered API, so that an idle `wss://` connection holds no
+//!   buffer (sans-IO core and socket shell).
 //! * [`server`]: listening, TLS, expiry sweeping and graceful shutdown.
 //! * [`config`], [`metrics`], [`app`]: settings, counters and the shared state.
 
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod token;
 pub mod vapid_cache;
 pub mod ws;

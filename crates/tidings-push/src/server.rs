@@ -8,6 +8,7 @@
 use crate::app::{App, unix_now};
 use crate::config::Config;
 use crate::http::router;
+use crate::tls::TlsStream;
 use crate::token::TokenKeys;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service as _;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use tidings_store::{Backend, NodeEvent, ROUTE_REFRESH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 /// How often expired messages are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -70,7 +70,7 @@ pub enum StartError {
 pub struct Server<S> {
     app: Arc<App<S>>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// What other nodes sharing the store send this one (none when its bus serves one node).
     events: Option<tokio::sync::mpsc::Receiver<NodeEvent>>,
 }
@@ -88,7 +88,7 @@ impl<S: Backend> Server<S> {
                 Err(e) => return Err(StartError::Keys(e.to_string())),
             },
         };
-        let tls = config.tls.as_ref().map(|(cert, key)| tls_acceptor(cert, key)).transpose()?;
+        let tls = config.tls.as_ref().map(|(cert, key)| tls_config(cert, key)).transpose()?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
         let events =
@@ -188,7 +188,7 @@ pub struct Peer(pub std::net::SocketAddr);
 async fn serve_connection(
     tcp: TcpStream,
     peer: std::net::SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     service: TowerToHyperService<axum::Router>,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -198,10 +198,10 @@ async fn serve_connection(
     });
     let result = match tls {
         None => serve_http1(TokioIo::new(tcp), service).await,
-        Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+        Some(config) => match tokio::time::timeout(HEADER_TIMEOUT, TlsStream::accept(tcp, config)).await {
             // Boxed, so that HTTP/1.1 connections (WebSockets before their upgrade) do not
             // carry the larger HTTP/2 state in their task.
-            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            Ok(Ok(stream)) if stream.alpn_protocol() == Some(b"h2") => {
                 Box::pin(serve_http2(TokioIo::new(stream), service)).await
             }
             Ok(Ok(stream)) => serve_http1(TokioIo::new(stream), service).await,
@@ -460,7 +460,7 @@ fn endpoint_keys(config: &Config) -> Result<TokenKeys, StartError> {
     }
 }
 
-fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
+fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, StartError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|c| c.collect::<Result<Vec<_>, _>>())
         .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
@@ -476,7 +476,7 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
     // HTTP/2 for senders that offer it (many POSTs on one connection); HTTP/1.1 for
     // WebSockets and every other client. A client that offers neither gets HTTP/1.1 too.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

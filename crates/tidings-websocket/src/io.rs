@@ -1,6 +1,7 @@
 //! Async transports for the codec: byte streams that can be waited on without holding a
-//! buffer: tokio's `TcpStream`, and (with the `rustls` feature) a tokio-rustls stream over
-//! one, waited on through its socket.
+//! buffer: tokio's `TcpStream`, and (with the `rustls` feature) a tokio-rustls client stream
+//! over one, waited on through its socket. (The push service's server side has its own TLS
+//! stream, `tidings_push::tls`, which frees its buffers while idle.)
 
 use std::future::Future;
 use std::io;
@@ -47,9 +48,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
-/// TLS over TCP (with the `rustls` feature), waited on through its socket: while the peer
-/// is silent the connection holds only what rustls keeps (its 4 KiB record buffer, keys and
-/// state), and no read buffer of ours.
+/// A TLS client over TCP (with the `rustls` feature), waited on through its socket: while
+/// the peer is silent the connection holds only what rustls keeps (its 4 KiB record buffer,
+/// keys and state), and no read buffer of ours.
 #[cfg(feature = "rustls")]
 mod tls {
     use super::Transport;
@@ -89,27 +90,19 @@ mod tls {
         Ok(filled)
     }
 
-    /// The same for both ends of a connection.
-    macro_rules! tls_transport {
-        ($stream:ty) => {
-            impl Transport for $stream {
-                async fn readable(&mut self) -> io::Result<()> {
-                    let (tcp, tls) = self.get_mut();
-                    readable(tcp, &mut **tls).await
-                }
+    impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
+        async fn readable(&mut self) -> io::Result<()> {
+            let (tcp, tls) = self.get_mut();
+            readable(tcp, &mut **tls).await
+        }
 
-                fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                    try_read_tls(self, buf)
-                }
+        fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            try_read_tls(self, buf)
+        }
 
-                async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-                    AsyncWriteExt::write_all(self, data).await?;
-                    self.flush().await
-                }
-            }
-        };
+        async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+            AsyncWriteExt::write_all(self, data).await?;
+            self.flush().await
+        }
     }
-
-    tls_transport!(tokio_rustls::server::TlsStream<TcpStream>);
-    tls_transport!(tokio_rustls::client::TlsStream<TcpStream>);
 }
