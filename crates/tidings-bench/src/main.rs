@@ -5,6 +5,7 @@
 //! The push-service benchmarks start a `tidings serve` of their own (from the same build),
 //! or measure any push service given by `--url ws://...`.
 
+mod abuse;
 mod broadcast;
 mod connections;
 mod hub;
@@ -45,6 +46,8 @@ enum Bench {
     Backlog(storm::BacklogArgs),
     /// Push service start-up time on an empty data directory.
     Startup(startup::Args),
+    /// Push service memory, open files and a well-behaved client's latency under attacks.
+    Abuse(abuse::Args),
     /// (internal) a process holding connections for `connections`.
     #[command(hide = true)]
     ConnectWorker(connections::WorkerArgs),
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Storm(args) => storm::storm(&args),
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),
+        Bench::Abuse(args) => abuse::run(&args),
         Bench::ConnectWorker(args) => connections::worker(&args),
     }
 }

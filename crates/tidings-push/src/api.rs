@@ -198,6 +198,23 @@ pub async fn push<S: Backend>(
     }
 }
 
+/// Reads a body of at most `max` bytes into a buffer of its own. Each frame is copied and
+/// let go at once: a frame is a slice of hyper's read buffer and keeps all of it alive, so
+/// collecting frames (as `BodyExt::collect` does) would let a sender trickling one byte at a
+/// time hold a read buffer (8 KiB) per byte until the body timeout.
+async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, axum::BoxError> {
+    let body = Limited::new(body, max);
+    let expected = hyper::body::Body::size_hint(&body).exact().map_or(0, |n| n.min(max as u64) as usize);
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::with_capacity(expected);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
 async fn accept<S: Backend>(
     app: &App<S>,
     token: &str,
@@ -214,8 +231,8 @@ async fn accept<S: Backend>(
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    let body = match tokio::time::timeout(app.config.body_timeout, Limited::new(body, max).collect()).await {
-        Ok(body) => body.map_err(|_| too_large())?.to_bytes(),
+    let body = match tokio::time::timeout(app.config.body_timeout, read_body(body, max)).await {
+        Ok(body) => body.map_err(|_| too_large())?,
         Err(_) => {
             let seconds = app.config.body_timeout.as_secs();
             return Err(refuse(Errno::SlowBody, format!("the body did not arrive within {seconds} s")));
@@ -228,7 +245,7 @@ async fn accept<S: Backend>(
         channel_id: endpoint.channel_id,
         expires_at: now + u64::from(valid.ttl),
         topic: valid.topic.map(|t| t.as_str().to_owned()),
-        body: body.to_vec(),
+        body,
         encoding: valid.encoding.map(|e| e.as_str().to_owned()),
         encryption: valid.encryption,
         crypto_key: valid.crypto_key,
@@ -353,6 +370,44 @@ mod tests {
 
     const AUD: &str = "http://127.0.0.1:8080";
     const NOW: u64 = 1_700_000_000;
+
+    /// A body whose frames arrive one at a time, as from a slow sender.
+    struct Trickle(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+    impl hyper::body::Body for Trickle {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|data| data.map(|data| Ok(hyper::body::Frame::data(data))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_keeps_no_frame_while_it_waits() {
+        // Frames are slices of one read buffer, as hyper gives them.
+        let buffer = bytes::Bytes::from(vec![7u8; 8192]);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let reading = tokio::spawn(read_body(Body::new(Trickle(rx)), 4096));
+        tx.send(buffer.slice(0..1)).await.unwrap();
+        tx.send(buffer.slice(1..2)).await.unwrap();
+        // Once this is in the channel, both slices have been taken.
+        tx.send(bytes::Bytes::from_static(b"x")).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(buffer.is_unique(), "the read buffer is let go while the body waits for more");
+        drop(tx);
+        assert_eq!(reading.await.unwrap().unwrap(), [7, 7, b'x']);
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for _ in 0..3 {
+            tx.send(bytes::Bytes::from(vec![0u8; 2000])).await.unwrap();
+        }
+        drop(tx);
+        assert!(read_body(Body::new(Trickle(rx)), 4096).await.is_err(), "beyond the limit");
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
