@@ -175,7 +175,9 @@ fn open_files(pid: u32) -> Option<u64> {
 async fn probe(ws_url: String, phase: Arc<AtomicU8>, done: Arc<AtomicBool>) -> Result<[Vec<f64>; 3]> {
     let signer = load::signer();
     let mut agent = load::subscribe(&ws_url, 1, 1, Some(&signer), None).await?.pop().context("an agent")?;
-    let request = load::requests(std::slice::from_ref(&agent.endpoint), &signer, 100, 60)?.pop().context("a request")?;
+    let request = load::requests(std::slice::from_ref(&agent.endpoint), &signer, 100, 60)?
+        .pop()
+        .context("a request")?;
     let client = PushClient::new(ClientConfig::default());
     let mut latencies: [Vec<f64>; 3] = Default::default();
     let limit = Duration::from_secs(5);
@@ -313,7 +315,9 @@ async fn deaf(
                 let request = tidings_sender::duplicate(&requests[i % requests.len()]);
                 match client.send(request).await {
                     Ok(response) if response.status == 201 => Counts::add(&counts.bytes),
-                    Ok(response) if response.status == 429 || response.status == 503 => Counts::add(&counts.refused),
+                    Ok(response) if response.status == 429 || response.status == 503 => {
+                        Counts::add(&counts.refused)
+                    }
                     _ => Counts::add(&counts.other),
                 }
                 i += senders;
@@ -328,7 +332,9 @@ async fn deaf(
 async fn post_head(ws_url: &str, length: Option<u64>) -> Result<(SocketAddr, Vec<u8>)> {
     let signer = load::signer();
     let agent = load::subscribe(ws_url, 1, 1, Some(&signer), None).await?.pop().context("an agent")?;
-    let request = load::requests(std::slice::from_ref(&agent.endpoint), &signer, 100, 60)?.pop().context("a request")?;
+    let request = load::requests(std::slice::from_ref(&agent.endpoint), &signer, 100, 60)?
+        .pop()
+        .context("a request")?;
     let addr = address(ws_url)?;
     let mut head = format!("POST {} HTTP/1.1\r\nHost: {addr}\r\n", request.uri().path());
     for (name, value) in request.headers() {
@@ -465,7 +471,10 @@ fn registrations(
     counts: &Arc<Counts>,
 ) {
     let source = own_address();
-    println!("  registering from {source}{}", if source.is_loopback() { " (loopback: per-address limits do not apply)" } else { "" });
+    println!(
+        "  registering from {source}{}",
+        if source.is_loopback() { " (loopback: per-address limits do not apply)" } else { "" }
+    );
     // Bound to this machine's own address, a connection to 127.0.0.1 comes from it.
     let (url, stop, counts) = (ws_url.to_owned(), stop.clone(), counts.clone());
     attackers.spawn(async move {
@@ -502,17 +511,30 @@ fn registrations(
 
 fn report(attack: Attack, counts: &Counts, latencies: &[Vec<f64>; 3], usage: &Usage) {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let (taken, refused, closed, other, bytes) =
-        (get(&counts.taken), get(&counts.refused), get(&counts.closed), get(&counts.other), get(&counts.bytes));
+    let (taken, refused, closed, other, bytes) = (
+        get(&counts.taken),
+        get(&counts.refused),
+        get(&counts.closed),
+        get(&counts.other),
+        get(&counts.bytes),
+    );
     let line = match attack {
-        Attack::Silent => format!("upgraded {taken}, refused (503) {refused}, closed by the node {closed}, other {other}"),
-        Attack::Deaf => format!("deaf user agents {taken}; messages sent to them: accepted {bytes}, refused (429/503) {refused}, other {other}"),
-        Attack::Trickle => format!("POSTs started {taken}: 408 {closed}, 503 {refused}, other {other}; bytes trickled {bytes}"),
+        Attack::Silent => {
+            format!("upgraded {taken}, refused (503) {refused}, closed by the node {closed}, other {other}")
+        }
+        Attack::Deaf => format!(
+            "deaf user agents {taken}; messages sent to them: accepted {bytes}, refused (429/503) {refused}, other {other}"
+        ),
+        Attack::Trickle => format!(
+            "POSTs started {taken}: 408 {closed}, 503 {refused}, other {other}; bytes trickled {bytes}"
+        ),
         Attack::Huge => format!(
             "POSTs started {taken}: 413 {refused}, cut off {closed}, other {other}; {:.1} GiB written into the attacker's sockets (most never read: the node closes at the limit)",
             bytes as f64 / 1073741824.0
         ),
-        Attack::Registrations => format!("channels registered {taken}, registers refused {refused}, hellos refused {closed}, other {other}"),
+        Attack::Registrations => format!(
+            "channels registered {taken}, registers refused {refused}, hellos refused {closed}, other {other}"
+        ),
     };
     println!("  attack: {line}");
     let mib = |b: u64| b as f64 / 1048576.0;
