@@ -6,7 +6,8 @@
 //! - `silent`: WebSockets that never say hello (opened again as the node closes them);
 //! - `deaf`: user agents that say hello, register, and never read again, while messages are
 //!   sent to them;
-//! - `trickle`: POSTs whose bodies come one byte a second (opened again when answered);
+//! - `trickle`: POSTs whose bodies come one byte a second (opened again when answered), from
+//!   this machine's own non-loopback address;
 //! - `huge`: POSTs that announce a 1 GB body, or send chunks without end, as fast as they can;
 //! - `registrations`: one client registering channels as fast as it can, from this machine's
 //!   own non-loopback address (so that the per-address limits apply, as they would to a
@@ -53,8 +54,9 @@ pub struct Args {
     /// Messages per second sent to the `deaf` user agents.
     #[arg(long, default_value_t = 500.0)]
     deaf_rate: f64,
-    /// POSTs trickled at once by `trickle`.
-    #[arg(long, default_value_t = 2_000)]
+    /// POSTs trickled at once by `trickle`, from this machine's own non-loopback address
+    /// (more than the node's `--max-concurrent-posts`, 4,096, by default).
+    #[arg(long, default_value_t = 5_000)]
     trickles: usize,
     /// Clients sending endless bodies at once in `huge`.
     #[arg(long, default_value_t = 8)]
@@ -358,13 +360,15 @@ async fn trickle(
 ) -> Result<()> {
     let (addr, head) = post_head(ws_url, Some(4096)).await?;
     let head = Arc::new(head);
+    let source = own_address();
+    println!("  trickling from {source}{}", loopback_note(source));
     for n in 0..count {
         let (stop, counts, head) = (stop.clone(), counts.clone(), head.clone());
         attackers.spawn(async move {
             // Spread over the first second, as many clients would be.
             tokio::time::sleep(Duration::from_millis((n % 1000) as u64)).await;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut tcp) = TcpStream::connect(addr).await else {
+                let Ok(mut tcp) = connect_from(source, addr).await else {
                     Counts::add(&counts.other);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -393,7 +397,11 @@ async fn trickle(
                 let status = tokio::select! { status = answer => status, () = drip => None };
                 match status {
                     Some(408) => Counts::add(&counts.closed),
-                    Some(503) => Counts::add(&counts.refused),
+                    Some(503) => {
+                        // Trickling, not flooding: a refused client tries again a second later.
+                        Counts::add(&counts.refused);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                     _ => Counts::add(&counts.other),
                 }
             }
@@ -463,6 +471,18 @@ fn own_address() -> IpAddr {
     found.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
 }
 
+fn loopback_note(source: IpAddr) -> &'static str {
+    if source.is_loopback() { " (loopback: the per-address limits do not apply)" } else { "" }
+}
+
+/// A TCP connection to `addr` from `source`.
+async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket =
+        if source.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 fn registrations(
     attackers: &mut JoinSet<()>,
     total: usize,
@@ -471,10 +491,7 @@ fn registrations(
     counts: &Arc<Counts>,
 ) {
     let source = own_address();
-    println!(
-        "  registering from {source}{}",
-        if source.is_loopback() { " (loopback: per-address limits do not apply)" } else { "" }
-    );
+    println!("  registering from {source}{}", loopback_note(source));
     // Bound to this machine's own address, a connection to 127.0.0.1 comes from it.
     let (url, stop, counts) = (ws_url.to_owned(), stop.clone(), counts.clone());
     attackers.spawn(async move {
@@ -526,7 +543,7 @@ fn report(attack: Attack, counts: &Counts, latencies: &[Vec<f64>; 3], usage: &Us
             "deaf user agents {taken}; messages sent to them: accepted {bytes}, refused (429/503) {refused}, other {other}"
         ),
         Attack::Trickle => format!(
-            "POSTs started {taken}: 408 {closed}, 503 {refused}, other {other}; bytes trickled {bytes}"
+            "POSTs started {taken}: 408 {closed}, 503 at once {refused}, other {other}; bytes trickled {bytes}"
         ),
         Attack::Huge => format!(
             "POSTs started {taken}: 413 {refused}, cut off {closed}, other {other}; {:.1} GiB written into the attacker's sockets (most never read: the node closes at the limit)",

@@ -145,9 +145,18 @@ async fn a_client_pinging_in_a_loop_is_closed() {
 /// Starts a POST to `endpoint` declaring a 100-byte body and sends only its headers; the
 /// socket, to trickle or hold the body, and read the answer.
 async fn post_without_body(port: u16, endpoint: &str) -> tokio::net::TcpStream {
+    post_without_body_from(None, port, endpoint).await
+}
+
+/// The same, from `source` when given.
+async fn post_without_body_from(source: Option<IpAddr>, port: u16, endpoint: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt as _;
     let path = endpoint.split_once(&format!(":{port}")).unwrap().1;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(source) = source {
+        socket.bind((source, 0).into()).unwrap();
+    }
+    let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTTL: 60\r\nContent-Encoding: aes128gcm\r\n\
          Content-Length: 100\r\n\r\n"
@@ -205,6 +214,33 @@ async fn posts_beyond_the_concurrency_cap_get_503_at_once() {
     }
     assert_eq!(sender.push(&sub, "room again").await.status, 201);
     assert_eq!(sub.decrypt(&agent.notification().await), b"room again");
+}
+
+#[tokio::test]
+async fn one_address_holds_only_its_share_of_the_posts_in_progress() {
+    let own = own_address();
+    let service = Service::start(&["--max-posts-per-address", "2", "--body-timeout", "2"]);
+    let (sender, mut agent, sub) = common::push::subscribed(&service).await;
+    let mut held = [
+        post_without_body_from(Some(own), service.port, &sub.endpoint).await,
+        post_without_body_from(Some(own), service.port, &sub.endpoint).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = post_without_body_from(Some(own), service.port, &sub.endpoint).await;
+    assert_eq!(
+        answer_status(&mut third, Duration::from_secs(1)).await,
+        Some(503),
+        "at once, before its body"
+    );
+    assert_eq!(metric(&service, "tidings_refused_total{limit=\"posts_per_address\"}").await, Some(1.0));
+    // Another client (loopback, not counted per address) is served meanwhile.
+    assert_eq!(sender.push(&sub, "others are served").await.status, 201);
+    assert_eq!(sub.decrypt(&agent.notification().await), b"others are served");
+    for tcp in &mut held {
+        assert_eq!(answer_status(tcp, Duration::from_secs(4)).await, Some(408));
+    }
+    let mut again = post_without_body_from(Some(own), service.port, &sub.endpoint).await;
+    assert_eq!(answer_status(&mut again, Duration::from_secs(4)).await, Some(408), "its share is free again");
 }
 
 #[tokio::test]

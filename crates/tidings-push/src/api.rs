@@ -4,13 +4,16 @@
 //! headers; [`push`] and [`cancel`] are the handlers around it and storage.
 
 use crate::app::App;
+use crate::limits::Refusal;
+use crate::server::Peer;
 use crate::token::{Endpoint, MessageRef, key_hash};
 use crate::vapid_cache::VapidCache;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tidings_crypto::ece::aesgcm;
@@ -179,14 +182,24 @@ impl<S: Backend> App<S> {
 pub async fn push<S: Backend>(
     State(app): State<Arc<App<S>>>,
     Path(token): Path<String>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let Ok(_permit) = app.posts.try_acquire() else {
-        app.metrics.refuse("concurrent_posts");
-        return app
-            .error_response(refuse(Errno::Unavailable, "too many requests in progress; try again later"));
+    let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(Peer(peer))| peer.ip());
+    let _slot = match app.limits.post(app.client(peer, &headers)) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            app.metrics.refuse(refusal.label());
+            let message = match refusal {
+                Refusal::PostsPerAddress => {
+                    "too many requests in progress from this address; try again later"
+                }
+                _ => "too many requests in progress; try again later",
+            };
+            return app.error_response(refuse(Errno::Unavailable, message));
+        }
     };
     match accept(&app, &token, &headers, body).await {
         Ok(response) => {

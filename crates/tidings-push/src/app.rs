@@ -2,11 +2,12 @@
 
 use crate::broadcast;
 use crate::config::Config;
-use crate::limits::Limits;
+use crate::limits::{Client, Limits};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::token::TokenKeys;
 use crate::vapid_cache::VapidCache;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,10 +28,8 @@ pub struct App<S> {
     pub audience: String,
     /// VAPID tokens already verified.
     pub vapid: VapidCache,
-    /// Connections and new user agents, counted against their caps.
+    /// Connections, POSTs in progress and new user agents, counted against their caps.
     pub limits: Arc<Limits>,
-    /// One permit per POST in progress ([`Config::max_concurrent_posts`]).
-    pub posts: tokio::sync::Semaphore,
     /// The current version of every broadcast this node knows.
     pub broadcasts: RwLock<broadcast::Table>,
     /// SHA-256 of the admin token, when the admin routes are enabled (the token itself is
@@ -44,11 +43,8 @@ impl<S> App<S> {
         let audience = origin(&config.public_url);
         let metrics = Metrics::new(&config.node_id);
         let limits = Limits::new(config.caps);
-        let posts =
-            tokio::sync::Semaphore::new(config.max_concurrent_posts.min(tokio::sync::Semaphore::MAX_PERMITS));
         let admin_token = config.admin_token.as_ref().map(|token| crate::admin::digest(token.expose()));
         Self {
-            posts,
             broadcasts: RwLock::default(),
             admin_token,
             limits,
@@ -64,6 +60,30 @@ impl<S> App<S> {
 }
 
 impl<S> App<S> {
+    /// The client a request from `peer` comes from, as the limits count it: the one a
+    /// trusted proxy names in its header (`--proxy-header`), or else `peer`.
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> Client {
+        let proxy_header = self.config.proxy_header;
+        let from_trusted_proxy = headers.contains_key(proxy_header.name())
+            && self
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&peer) || net.contains(&tidings_wire::client_ip::bucket(peer)));
+        if !from_trusted_proxy {
+            return Client::direct(peer);
+        }
+        let values = headers.get_all(proxy_header.name()).iter().filter_map(|v| v.to_str().ok());
+        // Counted whatever address it is named by (the header may come from the client
+        // itself, through a proxy that passes it along).
+        Client::named(tidings_wire::client_ip::client(
+            peer,
+            proxy_header,
+            values,
+            &self.config.trusted_proxies,
+        ))
+    }
+
     /// The node's broadcast versions, to read. Never held across an await.
     pub fn versions(&self) -> RwLockReadGuard<'_, broadcast::Table> {
         self.broadcasts.read().unwrap_or_else(|p| p.into_inner())

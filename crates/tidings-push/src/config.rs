@@ -35,9 +35,6 @@ pub struct Config {
     /// How long a POST's body may take to arrive (408 beyond): a sender trickling bytes
     /// would otherwise hold a request slot as long as it likes.
     pub body_timeout: Duration,
-    /// POSTs handled at once; beyond, 503 with `Retry-After` at once (bounds the memory
-    /// bodies in progress can take).
-    pub max_concurrent_posts: usize,
     /// Silence after which the kernel starts probing a connection's peer (TCP keepalive);
     /// a peer that vanished without a FIN is gone within about 1.5 times this.
     pub tcp_keepalive: Duration,
@@ -56,7 +53,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header those proxies name the client in (only that one is read).
     pub proxy_header: tidings_wire::client_ip::ProxyHeader,
-    /// Caps on connections and new user agents (0 turns one off).
+    /// Caps on connections, POSTs in progress and new user agents (0 turns one off;
+    /// `--max-concurrent-posts` is at least 1).
     pub caps: Caps,
     /// The bearer token of the admin routes (`/admin/…`, which set broadcast versions);
     /// `None` turns them off (they answer 404).
@@ -122,7 +120,6 @@ impl Config {
             max_channels: 500,
             body_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(120),
-            max_concurrent_posts: 4096,
             forget_idle_after: Duration::from_secs(60 * 24 * 3600),
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
@@ -130,7 +127,13 @@ impl Config {
             node_id: default_node_id(),
             trusted_proxies: Vec::new(),
             proxy_header: tidings_wire::client_ip::ProxyHeader::default(),
-            caps: Caps { connections: 100_000, connections_per_address: 1_000, new_users_per_address: 30 },
+            caps: Caps {
+                connections: 100_000,
+                connections_per_address: 1_000,
+                new_users_per_address: 30,
+                posts: 4096,
+                posts_per_address: 1024,
+            },
             admin_token: None,
             megaphone: None,
         }

@@ -78,21 +78,8 @@ async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) 
     };
     // Admitted before the upgrade, so that a refusal is a plain 503 and the connections
     // already open are untouched.
-    let peer = request.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-    let headers = request.headers();
-    let proxy_header = app.config.proxy_header;
-    let values = headers.get_all(proxy_header.name()).iter().filter_map(|v| v.to_str().ok());
-    let client = tidings_wire::client_ip::client(peer, proxy_header, values, &app.config.trusted_proxies);
-    // A client a trusted proxy names is counted whatever address it is named by (the header
-    // may come from the client itself, through a proxy that passes it along).
-    let from_trusted_proxy = app
-        .config
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&peer) || net.contains(&tidings_wire::client_ip::bucket(peer)))
-        && headers.contains_key(proxy_header.name());
-    let admitted =
-        if from_trusted_proxy { app.limits.connect_forwarded(client) } else { app.limits.connect(peer) };
+    let client = app.client(peer_address(&request), request.headers());
+    let admitted = app.limits.connect(client);
     let slot = match admitted {
         Ok(slot) => slot,
         Err(refusal) => {
@@ -124,6 +111,11 @@ async fn root<S: Backend>(State(app): State<Arc<App<S>>>, mut request: Request) 
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PROTOCOL));
     }
     response
+}
+
+/// The address a request came from (the socket's peer), as the server noted it.
+pub(crate) fn peer_address(request: &Request) -> IpAddr {
+    request.extensions().get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
 }
 
 /// Takes the socket back from hyper, so that an idle connection holds no buffer of hyper's,

@@ -454,7 +454,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let address = tcp.peer_addr().unwrap().ip();
-        let slot = app.limits.connect(address).unwrap();
+        let slot = app.limits.connect(crate::limits::Client::direct(address)).unwrap();
         let future = super::serve(app, tcp, Vec::new(), slot);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1024, "the connection future grew to {size} bytes");

@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// POSTs handled at once; beyond, 503 with Retry-After at once [default: 4096].
     #[arg(long, env = "TIDINGS_MAX_CONCURRENT_POSTS", value_name = "COUNT")]
     max_concurrent_posts: Option<usize>,
+    /// POSTs one client address (an IPv6 /64) may have in progress, so that one address
+    /// trickling bodies cannot hold them all; beyond, 503 with Retry-After at once; loopback
+    /// is not counted (0: no cap) [default: 1024].
+    #[arg(long, env = "TIDINGS_MAX_POSTS_PER_ADDRESS", value_name = "COUNT")]
+    max_posts_per_address: Option<usize>,
     /// WebSocket connections this node holds at most; beyond it new ones get 503 before
     /// the upgrade (0: no cap) [default: 100000].
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "COUNT")]
@@ -173,6 +178,7 @@ struct FileConfig {
     forget_idle_after: Option<u64>,
     body_timeout: Option<u64>,
     max_concurrent_posts: Option<usize>,
+    max_posts_per_address: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     new_users_per_address: Option<usize>,
@@ -332,7 +338,10 @@ fn config(args: ServeArgs, file: FileConfig) -> Result<Config> {
         if count == 0 {
             bail!("--max-concurrent-posts must be at least 1");
         }
-        config.max_concurrent_posts = count;
+        config.caps.posts = count;
+    }
+    if let Some(count) = args.max_posts_per_address.or(file.max_posts_per_address) {
+        config.caps.posts_per_address = count;
     }
     if let Some(count) = args.max_connections.or(file.max_connections) {
         config.caps.connections = count;
