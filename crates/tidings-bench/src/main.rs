@@ -12,6 +12,7 @@ mod hub_lanes;
 mod load;
 mod prepare;
 mod service;
+mod soak;
 mod startup;
 mod storm;
 mod throughput;
@@ -45,6 +46,8 @@ enum Bench {
     Backlog(storm::BacklogArgs),
     /// Push service start-up time on an empty data directory.
     Startup(startup::Args),
+    /// The whole system for a while under load with seeded faults; a ledger that must balance.
+    Soak(soak::Args),
     /// (internal) a process holding connections for `connections`.
     #[command(hide = true)]
     ConnectWorker(connections::WorkerArgs),
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Storm(args) => storm::storm(&args),
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),
+        Bench::Soak(args) => soak::run(&args),
         Bench::ConnectWorker(args) => connections::worker(&args),
     }
 }
