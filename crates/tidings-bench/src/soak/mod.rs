@@ -61,6 +61,9 @@ pub struct Args {
     /// there and dropped after) [default: the embedded store].
     #[arg(long, value_name = "URL")]
     hub_postgres: Option<String>,
+    /// Fault kinds to leave out of the run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    without: Vec<schedule::Kind>,
     /// Write the report as JSON here too.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -210,7 +213,7 @@ async fn populate(
 
 async fn soak(args: &Args, seed: u64, dir: PathBuf, hub_store: Option<String>) -> Result<usize> {
     let seconds = args.minutes * 60.0;
-    let plan = schedule::schedule(seed, seconds, 3);
+    let plan = schedule::schedule(seed, seconds, 3, &args.without);
     let (warm_up, calm) = schedule::phases(seconds);
     println!(
         "soak: {} min, seed {seed}, {} user agents, {}/s direct, a hub send every {} s, hub on {}",

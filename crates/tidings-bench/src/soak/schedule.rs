@@ -68,6 +68,20 @@ impl Fault {
     }
 }
 
+/// The kinds of fault, to leave some out of a run (`--without`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    KillNode,
+    RestartRedis,
+    KillHub,
+    Storm,
+    StopReading,
+    Hostile,
+}
+
+const KINDS: [Kind; 6] =
+    [Kind::KillNode, Kind::RestartRedis, Kind::KillHub, Kind::Storm, Kind::StopReading, Kind::Hostile];
+
 /// A fault and when it starts, in seconds from the start of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Planned {
@@ -84,20 +98,25 @@ pub fn phases(seconds: f64) -> (f64, f64) {
     (warm_up, (seconds - calm).max(warm_up))
 }
 
-/// The faults of a run of `seconds` with `nodes` serve nodes, for `seed`.
-pub fn schedule(seed: u64, seconds: f64, nodes: usize) -> Vec<Planned> {
+/// The faults of a run of `seconds` with `nodes` serve nodes, for `seed`, of every kind but
+/// those `without`.
+pub fn schedule(seed: u64, seconds: f64, nodes: usize, without: &[Kind]) -> Vec<Planned> {
     let mut rng = Rng::new(seed);
     let (start, end) = phases(seconds);
+    let allowed: Vec<Kind> = KINDS.into_iter().filter(|kind| !without.contains(kind)).collect();
+    if allowed.is_empty() {
+        return Vec::new();
+    }
     // About one fault a minute on a long run, one every ~12 s on a short one.
-    let count = (((end - start) / 50.0).round() as usize).max(6);
+    let count = (((end - start) / 50.0).round() as usize).max(allowed.len());
     let gap = (end - start) / count as f64;
-    let mut kinds: Vec<usize> = (0..6).collect();
+    let mut kinds = allowed.clone();
     // Seeded shuffle, so every kind comes once before any comes twice.
     for i in (1..kinds.len()).rev() {
         kinds.swap(i, rng.below(i as u64 + 1) as usize);
     }
     while kinds.len() < count {
-        kinds.push(rng.below(6) as usize);
+        kinds.push(allowed[rng.below(allowed.len() as u64) as usize]);
     }
     kinds
         .into_iter()
@@ -105,14 +124,16 @@ pub fn schedule(seed: u64, seconds: f64, nodes: usize) -> Vec<Planned> {
         .map(|(i, kind)| {
             let at = start + gap * (i as f64 + 0.2 + 0.6 * rng.unit());
             let fault = match kind {
-                0 => Fault::KillNode { node: rng.below(nodes as u64) as usize, down: 1.0 + 4.0 * rng.unit() },
-                1 => Fault::RestartRedis { down: 1.0 + 3.0 * rng.unit() },
-                2 => Fault::KillHub { down: 1.0 + 3.0 * rng.unit() },
-                3 => Fault::Storm { fraction: 0.5 + 0.5 * rng.unit() },
-                4 => {
+                Kind::KillNode => {
+                    Fault::KillNode { node: rng.below(nodes as u64) as usize, down: 1.0 + 4.0 * rng.unit() }
+                }
+                Kind::RestartRedis => Fault::RestartRedis { down: 1.0 + 3.0 * rng.unit() },
+                Kind::KillHub => Fault::KillHub { down: 1.0 + 3.0 * rng.unit() },
+                Kind::Storm => Fault::Storm { fraction: 0.5 + 0.5 * rng.unit() },
+                Kind::StopReading => {
                     Fault::StopReading { fraction: 0.05 + 0.1 * rng.unit(), seconds: 5.0 + 15.0 * rng.unit() }
                 }
-                _ => Fault::Hostile,
+                Kind::Hostile => Fault::Hostile,
             };
             Planned { at, fault }
         })
@@ -125,14 +146,14 @@ mod tests {
 
     #[test]
     fn a_seed_names_one_schedule() {
-        assert_eq!(schedule(7, 1800.0, 3), schedule(7, 1800.0, 3));
-        assert_ne!(schedule(7, 1800.0, 3), schedule(8, 1800.0, 3));
+        assert_eq!(schedule(7, 1800.0, 3, &[]), schedule(7, 1800.0, 3, &[]));
+        assert_ne!(schedule(7, 1800.0, 3, &[]), schedule(8, 1800.0, 3, &[]));
     }
 
     #[test]
     fn faults_stay_between_warm_up_and_calm_every_kind_at_least_once() {
         for (seed, seconds) in [(1, 120.0), (2, 1800.0), (3, 60.0), (4, 7200.0)] {
-            let plan = schedule(seed, seconds, 3);
+            let plan = schedule(seed, seconds, 3, &[]);
             let (start, end) = phases(seconds);
             assert!(plan.windows(2).all(|w| w[0].at < w[1].at), "in order");
             assert!(plan.iter().all(|p| (start..end).contains(&p.at)), "{plan:?}");
@@ -145,7 +166,15 @@ mod tests {
                 _ => true,
             }));
         }
-        assert!(schedule(2, 1800.0, 3).len() >= 25);
+        assert!(schedule(2, 1800.0, 3, &[]).len() >= 25);
+    }
+
+    #[test]
+    fn kinds_left_out_never_come() {
+        let plan = schedule(5, 120.0, 3, &[Kind::RestartRedis, Kind::Hostile]);
+        assert!(plan.len() >= 4);
+        assert!(plan.iter().all(|p| !matches!(p.fault, Fault::RestartRedis { .. } | Fault::Hostile)));
+        assert!(schedule(5, 120.0, 3, &KINDS).is_empty());
     }
 
     #[test]
