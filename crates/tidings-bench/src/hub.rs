@@ -67,7 +67,7 @@ pub(crate) async fn call(
 }
 
 /// Starts `tidings hub` and waits until it is ready.
-fn start_hub(dir: &Path, port: u16, concurrency: usize, store: Option<&str>) -> Result<Child> {
+pub(crate) fn start_hub(dir: &Path, port: u16, concurrency: usize, store: Option<&str>) -> Result<Child> {
     let mut child = Command::new(tidings_binary()?)
         .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--browser-rate", "10000000"])
         .args([

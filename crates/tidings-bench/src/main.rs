@@ -13,6 +13,7 @@ mod hub_lanes;
 mod load;
 mod prepare;
 mod service;
+mod soak;
 mod startup;
 mod storm;
 mod throughput;
@@ -48,6 +49,8 @@ enum Bench {
     Startup(startup::Args),
     /// Push service memory, open files and a well-behaved client's latency under attacks.
     Abuse(abuse::Args),
+    /// The whole system for a while under load with seeded faults; a ledger that must balance.
+    Soak(soak::Args),
     /// (internal) a process holding connections for `connections`.
     #[command(hide = true)]
     ConnectWorker(connections::WorkerArgs),
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Backlog(args) => storm::backlog(&args),
         Bench::Startup(args) => startup::run(&args),
         Bench::Abuse(args) => abuse::run(&args),
+        Bench::Soak(args) => soak::run(&args),
         Bench::ConnectWorker(args) => connections::worker(&args),
     }
 }

@@ -61,17 +61,26 @@ impl Service {
 
     /// Starts `tidings serve` on a free port and a fresh data directory.
     pub fn spawn(extra: &[String]) -> Result<Self> {
-        Self::launch(extra, false)
+        Self::launch(extra, false, None)
+    }
+
+    /// Starts `tidings serve` on `port`: a node restarted after `kill -9` comes back where
+    /// its clients and the load balancer expect it.
+    pub fn spawn_at(port: u16, extra: &[String]) -> Result<Self> {
+        Self::launch(extra, false, Some(port))
     }
 
     /// Starts `tidings serve` serving `wss://` with a fresh self-signed certificate for
     /// 127.0.0.1 (given back in [`Service::tls_root`]).
     pub fn spawn_tls(extra: &[String]) -> Result<Self> {
-        Self::launch(extra, true)
+        Self::launch(extra, true, None)
     }
 
-    fn launch(extra: &[String], tls: bool) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    fn launch(extra: &[String], tls: bool, port: Option<u16>) -> Result<Self> {
+        let port = match port {
+            Some(port) => port,
+            None => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        };
         let data_dir = std::env::temp_dir().join(format!("tidings-bench-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut tls_args = Vec::new();
@@ -118,6 +127,11 @@ impl Service {
             data_dir: Some(data_dir),
             startup: Some(ready - start),
         })
+    }
+
+    /// The data directory of a service we started.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
     }
 
     /// The service's resident memory, in bytes, when its pid is known.

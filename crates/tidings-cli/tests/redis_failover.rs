@@ -193,3 +193,39 @@ async fn a_cluster_failover_under_load_loses_nothing_answered_201() {
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A message answered 503 because its replica did not confirm it in time is not delivered
+/// afterwards: the sender retries a 503, so a message kept on the primary would arrive twice
+/// (found by the soak run, after a Redis restart while the replica resynced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answered_503_for_want_of_a_replica_is_not_delivered() {
+    let dir = temp_dir("redis-replica-503");
+    let (primary_port, replica_port) = (free_port(), free_port());
+    let _primary = RedisServer::start(primary_port, &dir.join("primary"), &["--appendonly", "no"]);
+    let replica = RedisServer::start(
+        replica_port,
+        &dir.join("replica"),
+        &["--appendonly", "no", "--replicaof", "127.0.0.1", &primary_port.to_string()],
+    );
+    wait_for("the replica to sync", || {
+        replica.cli(&["info", "replication"]).contains("master_link_status:up")
+    });
+    let primary_url = format!("redis://127.0.0.1:{primary_port}/");
+    let service =
+        Service::start(&["--store", &primary_url, "--redis-replicas", "1", "--redis-replica-timeout", "300"]);
+    let sender = Sender::new();
+    let subs = offline_subscriptions(&service, &sender, 3).await;
+    let (before, _) = round(&sender, &subs, 0).await;
+    assert_eq!(before.len(), subs.len());
+    replica.signal("-STOP");
+    let (ok, unavailable) = round(&sender, &subs, 1).await;
+    assert_eq!((ok.len(), unavailable), (0, subs.len()), "201 without the replica");
+    replica.signal("-CONT");
+    wait_for("the replica to catch up", || {
+        replica.cli(&["info", "replication"]).contains("master_link_status:up")
+    });
+    let received = everything_delivered(&service, &subs).await;
+    let expected: HashSet<String> = before.into_iter().collect();
+    assert_eq!(received, expected, "only the messages answered 201 arrive");
+    let _ = std::fs::remove_dir_all(&dir);
+}

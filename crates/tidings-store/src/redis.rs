@@ -760,8 +760,17 @@ impl Store for RedisStore {
             [3, id, old, ..] => Saved::Replaced { id: *id as MessageId, old: *old as MessageId },
             _ => return Err(error("unexpected answer from the save script")),
         };
-        if matches!(saved, Saved::Stored(_) | Saved::Replaced { .. }) {
-            self.wait_for_replicas(&keys[0]).await?;
+        if let Saved::Stored(id) | Saved::Replaced { id, .. } = saved
+            && let Err(e) = self.wait_for_replicas(&keys[0]).await
+        {
+            // The primary has the message, too few replicas do, and the sender is about to
+            // be told 503 and send it again: take it back, or the user agent would get it
+            // twice (the soak run found 503-answered messages delivered after a Redis
+            // restart, while the replica was still resyncing).
+            if let Err(undo) = self.delete_message(uaid, message.channel_id, id).await {
+                tracing::warn!(error = %undo, "could not take back a message its replicas did not confirm");
+            }
+            return Err(e);
         }
         Ok(saved)
     }
