@@ -71,6 +71,8 @@ fn parse_header(buf: &[u8], role: Role) -> Result<Option<Header>, Error> {
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
+            // RFC 6455 section 5.2: the most significant bit of a 64-bit length is 0.
+            Some(b) if b[0] & 0x80 != 0 => return Err(Error::Protocol("a frame length over 2^63")),
             Some(b) => (u64::from_be_bytes(b.try_into().expect("8 bytes")), 10),
             None => return Ok(None),
         },
@@ -161,8 +163,12 @@ impl Decoder {
             let rest = &mut buf[used..];
             let Some(header) = parse_header(rest, self.role)? else { break };
             let fragmented_so_far = self.fragments.as_ref().map_or(0, |(_, f)| f.len() as u64);
-            if header.payload_len + fragmented_so_far > self.max_message as u64 {
-                return Err(Error::TooBig(header.payload_len + fragmented_so_far));
+            // A 64-bit length plus the fragments so far wrapped around to a small total (a panic
+            // in debug builds, the limit dodged in release) before lengths over 2^63 were
+            // refused above; saturating keeps that impossible whatever the limit.
+            let total = header.payload_len.saturating_add(fragmented_so_far);
+            if total > self.max_message as u64 {
+                return Err(Error::TooBig(total));
             }
             let len = header.payload_len as usize;
             let Some(frame) = rest.get_mut(header.header_len..header.header_len + len) else { break };
@@ -321,6 +327,18 @@ mod tests {
             events(&mut server(), &client_frame(Opcode::Close, true, &[3])),
             Err(Error::Protocol(_))
         ));
+    }
+
+    /// Found writing the fuzz target (fuzz/corpus/websocket_frames/regression-length-overflow):
+    /// a continuation announcing a length near 2^64 overflowed the size check.
+    #[test]
+    fn huge_lengths_are_refused_without_overflow() {
+        let mut bytes = client_frame(Opcode::Text, false, b"a");
+        bytes.extend([0x80, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(matches!(events(&mut Decoder::new(Role::Server, 100), &bytes), Err(Error::TooBig(_))));
+        let mut bytes = client_frame(Opcode::Text, false, b"a");
+        bytes.extend([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(matches!(events(&mut Decoder::new(Role::Server, 100), &bytes), Err(Error::Protocol(_))));
     }
 
     #[test]
