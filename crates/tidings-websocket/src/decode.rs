@@ -145,6 +145,12 @@ impl Decoder {
                 self.partial = joined;
             }
         }
+        if self.closed {
+            // Nothing after a close frame is decoded, so nothing after it is kept either (nor
+            // taken for an oversized frame, which turned the peer's close into an error).
+            self.partial = Vec::new();
+            return Ok(());
+        }
         // Refuse to buffer a frame that could never be accepted.
         if self.partial.len() > self.max_message + 14 {
             return Err(Error::TooBig(self.partial.len() as u64));
@@ -348,6 +354,18 @@ mod tests {
         bytes.extend(client_frame(Opcode::Text, true, b"after"));
         assert_eq!(events(&mut d, &bytes).unwrap(), [r#"Close(Some(1000), "bye")"#]);
         assert_eq!(events(&mut d, &client_frame(Opcode::Text, true, b"more")).unwrap(), Vec::<String>::new());
+    }
+
+    /// Found by fuzzing (fuzz/corpus/websocket_frames/regression-after-close-*): bytes after
+    /// a close frame in the same read were kept, and past the size limit turned the close into
+    /// a TooBig error; one byte at a time, the same bytes were ignored.
+    #[test]
+    fn bytes_after_close_in_the_same_read_are_dropped() {
+        let mut d = Decoder::new(Role::Server, 16);
+        let mut bytes = client_frame(Opcode::Close, true, &[0x03, 0xe8]);
+        bytes.extend([0x81; 40]);
+        assert_eq!(events(&mut d, &bytes).unwrap(), [r#"Close(Some(1000), "")"#]);
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]
