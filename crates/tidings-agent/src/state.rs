@@ -151,18 +151,24 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(StateError::Read { path: path.display().to_string(), error }),
         };
-        let foreign = |reason: String| StateError::Foreign { path: path.display().to_string(), reason };
-        let state: State = serde_json::from_slice(&text).map_err(|e| foreign(e.to_string()))?;
+        Self::parse(&text)
+            .map(Some)
+            .map_err(|reason| StateError::Foreign { path: path.display().to_string(), reason })
+    }
+
+    /// Checks the bytes of a state file (apart from reading it, so that it can be tested and
+    /// fuzzed without files): JSON of our format, every subscription's keys and channel valid.
+    /// The error says what is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let state: State = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if state.format != FORMAT {
-            return Err(foreign(format!("format {:?}, expected {FORMAT:?}", state.format)));
+            return Err(format!("format {:?}, expected {FORMAT:?}", state.format));
         }
         for subscription in &state.subscriptions {
-            subscription
-                .keys()
-                .map_err(|e| foreign(format!("subscription {}: {e}", subscription.channel_id)))?;
-            subscription.channel().map_err(foreign)?;
+            subscription.keys().map_err(|e| format!("subscription {}: {e}", subscription.channel_id))?;
+            subscription.channel()?;
         }
-        Ok(Some(state))
+        Ok(state)
     }
 
     /// Writes the state atomically, readable only by its owner.

@@ -43,7 +43,7 @@ fn around_spaces(text: &str) -> (&str, &str, &str) {
 }
 
 /// A value without its surrounding double quotes, if it has both.
-fn unquote(value: &str) -> &str {
+pub(crate) fn unquote(value: &str) -> &str {
     value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)
 }
 

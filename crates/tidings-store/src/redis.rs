@@ -61,8 +61,21 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A channel's key hash as the `c` hash stores it: hex, or `-` for an unrestricted channel.
-fn key_hash_text(key_hash: Option<[u8; 16]>) -> String {
+pub fn key_hash_text(key_hash: Option<[u8; 16]>) -> String {
     key_hash.map_or_else(|| "-".to_owned(), |h| hex(&h))
+}
+
+/// Reads back what [`key_hash_text`] wrote; `None` for anything else (a damaged value is an
+/// error, not a panic: public for the fuzz targets).
+pub fn key_hash_from_text(text: &str) -> Option<Option<[u8; 16]>> {
+    if text == "-" {
+        return Some(None);
+    }
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<_>>()?;
+    Some(Some(bytes.try_into().ok()?))
 }
 
 /// Removes one message; shared by the scripts below.
@@ -312,7 +325,9 @@ async fn resubscribe(client: &redis::Client, channels: &[String]) -> Option<redi
     Some(pubsub)
 }
 
-fn encode_event(event: &NodeEvent) -> Vec<u8> {
+/// A node event as published on the pub/sub channels: a tag byte (1 deliver, 2 disconnect,
+/// 3 broadcasts changed), the uaid, and for a delivery the message id and its record.
+pub fn encode_event(event: &NodeEvent) -> Vec<u8> {
     match event {
         NodeEvent::Deliver { uaid, message } => {
             let mut bytes = vec![1];
@@ -330,7 +345,9 @@ fn encode_event(event: &NodeEvent) -> Vec<u8> {
     }
 }
 
-fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
+/// Reads back what [`encode_event`] wrote; `None` for anything else (whatever else is
+/// published on the channel is ignored, never a panic).
+pub fn decode_event(bytes: &[u8]) -> Option<NodeEvent> {
     let uaid = || Some(Uaid(bytes.get(1..17)?.try_into().ok()?));
     match bytes.first()? {
         1 => {
@@ -697,15 +714,8 @@ impl Store for RedisStore {
             self.redis.clone().hget(&self.keys(uaid)[1], hex(&channel_id.0)).await.map_err(error)?;
         value
             .map(|v| {
-                if v == "-" {
-                    return Ok(Channel { key_hash: None });
-                }
-                let bytes: Vec<u8> = (0..v.len())
-                    .step_by(2)
-                    .map(|i| v.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| error("corrupt channel"))?;
-                Ok(Channel { key_hash: Some(bytes.try_into().map_err(|_| error("corrupt channel"))?) })
+                let key_hash = key_hash_from_text(&v).ok_or_else(|| error("corrupt channel"))?;
+                Ok(Channel { key_hash })
             })
             .transpose()
     }

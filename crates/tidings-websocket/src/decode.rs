@@ -71,6 +71,8 @@ fn parse_header(buf: &[u8], role: Role) -> Result<Option<Header>, Error> {
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
+            // RFC 6455 section 5.2: the most significant bit of a 64-bit length is 0.
+            Some(b) if b[0] & 0x80 != 0 => return Err(Error::Protocol("a frame length over 2^63")),
             Some(b) => (u64::from_be_bytes(b.try_into().expect("8 bytes")), 10),
             None => return Ok(None),
         },
@@ -143,6 +145,12 @@ impl Decoder {
                 self.partial = joined;
             }
         }
+        if self.closed {
+            // Nothing after a close frame is decoded, so nothing after it is kept either (nor
+            // taken for an oversized frame, which turned the peer's close into an error).
+            self.partial = Vec::new();
+            return Ok(());
+        }
         // Refuse to buffer a frame that could never be accepted.
         if self.partial.len() > self.max_message + 14 {
             return Err(Error::TooBig(self.partial.len() as u64));
@@ -161,8 +169,12 @@ impl Decoder {
             let rest = &mut buf[used..];
             let Some(header) = parse_header(rest, self.role)? else { break };
             let fragmented_so_far = self.fragments.as_ref().map_or(0, |(_, f)| f.len() as u64);
-            if header.payload_len + fragmented_so_far > self.max_message as u64 {
-                return Err(Error::TooBig(header.payload_len + fragmented_so_far));
+            // A 64-bit length plus the fragments so far wrapped around to a small total (a panic
+            // in debug builds, the limit dodged in release) before lengths over 2^63 were
+            // refused above; saturating keeps that impossible whatever the limit.
+            let total = header.payload_len.saturating_add(fragmented_so_far);
+            if total > self.max_message as u64 {
+                return Err(Error::TooBig(total));
             }
             let len = header.payload_len as usize;
             let Some(frame) = rest.get_mut(header.header_len..header.header_len + len) else { break };
@@ -323,6 +335,18 @@ mod tests {
         ));
     }
 
+    /// Found writing the fuzz target (fuzz/corpus/websocket_frames/regression-length-overflow):
+    /// a continuation announcing a length near 2^64 overflowed the size check.
+    #[test]
+    fn huge_lengths_are_refused_without_overflow() {
+        let mut bytes = client_frame(Opcode::Text, false, b"a");
+        bytes.extend([0x80, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(matches!(events(&mut Decoder::new(Role::Server, 100), &bytes), Err(Error::TooBig(_))));
+        let mut bytes = client_frame(Opcode::Text, false, b"a");
+        bytes.extend([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(matches!(events(&mut Decoder::new(Role::Server, 100), &bytes), Err(Error::Protocol(_))));
+    }
+
     #[test]
     fn close_ends_decoding() {
         let mut d = Decoder::new(Role::Server, 100);
@@ -330,6 +354,18 @@ mod tests {
         bytes.extend(client_frame(Opcode::Text, true, b"after"));
         assert_eq!(events(&mut d, &bytes).unwrap(), [r#"Close(Some(1000), "bye")"#]);
         assert_eq!(events(&mut d, &client_frame(Opcode::Text, true, b"more")).unwrap(), Vec::<String>::new());
+    }
+
+    /// Found by fuzzing (fuzz/corpus/websocket_frames/regression-after-close-*): bytes after
+    /// a close frame in the same read were kept, and past the size limit turned the close into
+    /// a TooBig error; one byte at a time, the same bytes were ignored.
+    #[test]
+    fn bytes_after_close_in_the_same_read_are_dropped() {
+        let mut d = Decoder::new(Role::Server, 16);
+        let mut bytes = client_frame(Opcode::Close, true, &[0x03, 0xe8]);
+        bytes.extend([0x81; 40]);
+        assert_eq!(events(&mut d, &bytes).unwrap(), [r#"Close(Some(1000), "")"#]);
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

@@ -68,8 +68,20 @@ impl EncryptionParams {
 /// Mozilla's autopush strips padding and quotes from both headers before passing them on,
 /// so senders that pad work through it; a push service that forwards the headers as
 /// received loses their messages.
+///
+/// Stripping is repeated until nothing changes (`"abc=" =` loses its padding, then its
+/// spaces, then its quotes), so that the result is normalized too: a single pass left values
+/// such as `salt=""abc==""` or `x==\x0c=` that a second pass changed again.
 pub fn normalize_header(value: &str) -> String {
-    params::map_values(value, |v| v.trim_end_matches('='))
+    params::map_values(value, |mut v| {
+        loop {
+            let next = params::unquote(v.trim_end_matches('=').trim());
+            if next == v {
+                return v;
+            }
+            v = next;
+        }
+    })
 }
 
 /// The sender's public key from a `Crypto-Key` header value (`dh=<base64url>`).
@@ -198,5 +210,17 @@ mod tests {
         let normalized = normalize_header(padded);
         assert!(!normalized.ends_with('='), "{normalized}");
         assert_eq!(sender_key_from_crypto_key(&normalized), sender_key_from_crypto_key(padded));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/ece_aesgcm/regression-normalize-*): one pass of
+    /// stripping left values that a second pass changed, so what the push service passed on
+    /// could still carry quotes or padding that Firefox refuses.
+    #[test]
+    fn normalizing_is_idempotent() {
+        for value in [r#"salt=""AAAA==""; rs=4096"#, "x==\x0c=\x0c; r", r#"dh="BBBB= "="#] {
+            let once = normalize_header(value);
+            assert_eq!(normalize_header(&once), once, "{value:?}");
+        }
+        assert_eq!(normalize_header(r#"salt=""AAAA==""; rs=4096"#), "salt=AAAA; rs=4096");
     }
 }

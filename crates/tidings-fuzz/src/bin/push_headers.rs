@@ -1,0 +1,5 @@
+//! The AFL++ driver of [`tidings_fuzz::push_headers`] (built by `cargo afl build --features afl`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| tidings_fuzz::push_headers(data));
+}
