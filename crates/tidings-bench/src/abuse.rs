@@ -156,8 +156,10 @@ struct Counts {
     closed: AtomicU64,
     /// Other answers and errors.
     other: AtomicU64,
-    /// Bytes the attack got the node to accept (bodies).
+    /// Bytes the attack sent (bodies).
     bytes: AtomicU64,
+    /// Messages the node accepted (201) for the attack's user agents.
+    accepted: AtomicU64,
 }
 
 impl Counts {
@@ -316,7 +318,7 @@ async fn deaf(
                 ticker.tick().await;
                 let request = tidings_sender::duplicate(&requests[i % requests.len()]);
                 match client.send(request).await {
-                    Ok(response) if response.status == 201 => Counts::add(&counts.bytes),
+                    Ok(response) if response.status == 201 => Counts::add(&counts.accepted),
                     Ok(response) if response.status == 429 || response.status == 503 => {
                         Counts::add(&counts.refused)
                     }
@@ -528,19 +530,20 @@ fn registrations(
 
 fn report(attack: Attack, counts: &Counts, latencies: &[Vec<f64>; 3], usage: &Usage) {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let (taken, refused, closed, other, bytes) = (
+    let (taken, refused, closed, other, bytes, accepted) = (
         get(&counts.taken),
         get(&counts.refused),
         get(&counts.closed),
         get(&counts.other),
         get(&counts.bytes),
+        get(&counts.accepted),
     );
     let line = match attack {
         Attack::Silent => {
             format!("upgraded {taken}, refused (503) {refused}, closed by the node {closed}, other {other}")
         }
         Attack::Deaf => format!(
-            "deaf user agents {taken}; messages sent to them: accepted {bytes}, refused (429/503) {refused}, other {other}"
+            "deaf user agents {taken}; messages sent to them: accepted {accepted}, refused (429/503) {refused}, other {other}"
         ),
         Attack::Trickle => format!(
             "POSTs started {taken}: 408 {closed}, 503 at once {refused}, other {other}; bytes trickled {bytes}"
