@@ -247,6 +247,14 @@ async fn read_status(tcp: &mut TcpStream) -> Result<u16> {
     Ok(line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
+/// The status of the node's answer, from its first bytes (`None` when it closed first);
+/// what follows them is not read.
+async fn first_status(reader: &mut (impl AsyncReadExt + Unpin)) -> Option<u16> {
+    let mut first = [0u8; 12];
+    let n = reader.read(&mut first).await.unwrap_or(0);
+    String::from_utf8_lossy(&first[..n]).split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
 /// Waits until the node closes the connection (reading and dropping what it sends).
 async fn until_closed(tcp: &mut TcpStream) {
     let mut sink = [0u8; 512];
@@ -382,11 +390,7 @@ async fn trickle(
                 Counts::add(&counts.taken);
                 // A byte a second until the node answers.
                 let (mut reader, mut writer) = tcp.split();
-                let answer = async {
-                    let mut first = [0u8; 12];
-                    let n = reader.read(&mut first).await.unwrap_or(0);
-                    String::from_utf8_lossy(&first[..n]).split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
-                };
+                let answer = first_status(&mut reader);
                 let drip = async {
                     loop {
                         if writer.write_all(b"x").await.is_err() {
@@ -443,11 +447,7 @@ async fn huge(
                 }
                 Counts::add(&counts.taken);
                 let (mut reader, mut writer) = tcp.split();
-                let answer = async {
-                    let mut first = [0u8; 12];
-                    let n = reader.read(&mut first).await.unwrap_or(0);
-                    String::from_utf8_lossy(&first[..n]).split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
-                };
+                let answer = first_status(&mut reader);
                 let flood = async {
                     while writer.write_all(body).await.is_ok() {
                         counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
