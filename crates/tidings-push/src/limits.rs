@@ -106,9 +106,6 @@ impl Pool {
             let mut counts = lock(&self.per_address);
             let n = counts.entry(address).or_default();
             if self.cap_per_address > 0 && *n >= self.cap_per_address {
-                if *n == 0 {
-                    counts.remove(&address);
-                }
                 self.held.fetch_sub(1, Ordering::Relaxed);
                 return Err(false);
             }
