@@ -96,6 +96,52 @@ async fn offline_messages_arrive_in_order_and_acked_ones_never_return() {
     assert!(agent.try_recv(Duration::from_millis(300)).await.is_none());
 }
 
+/// A sender that retries a POST whose answer it never got sends the same bytes again (the
+/// fan-out engine does; the encryption's random salt makes them unique): the retry is
+/// answered as the first was and delivered once, whether it comes while the first copy is
+/// pending or after it was acknowledged.
+#[tokio::test]
+async fn a_retried_post_is_answered_like_the_first_and_delivered_once() {
+    let service = Service::start(&[]);
+    let (sender, sub, uaid) = subscribed_offline(&service).await;
+    let mut message = Message::new(b"only once".to_vec());
+    message.ttl = 600;
+    let request = prepare(&sub.subscription(), &message, Some(&sender.signer), common::push::now()).unwrap();
+    let first = sender.client.send(tidings_sender::duplicate(&request)).await.unwrap();
+    let retry = sender.client.send(tidings_sender::duplicate(&request)).await.unwrap();
+    assert_eq!((first.status.as_u16(), retry.status.as_u16()), (201, 201));
+    // Both answers name one message (sealed anew each time, so not the same text): cancelling
+    // through one leaves nothing for the other.
+    let cancelled =
+        prepare(&sub.subscription(), &message, Some(&sender.signer), common::push::now()).unwrap();
+    let one = sender.client.send(tidings_sender::duplicate(&cancelled)).await.unwrap();
+    let two = sender.client.send(cancelled).await.unwrap();
+    assert_eq!(cancel(&sender, &two).await, 204);
+    assert_eq!(cancel(&sender, &one).await, 404, "the retry was stored as a message of its own");
+    // A message of its own, with the same text, is another message.
+    assert_eq!(sender.push(&sub, "only once").await.status, 201);
+    let mut agent = Agent::hello(&service.ws_url(), Some(&uaid)).await;
+    for _ in 0..2 {
+        let notification = agent.notification().await;
+        assert_eq!(sub.decrypt(&notification), b"only once");
+        agent.ack(&notification).await;
+    }
+    assert!(agent.try_recv(Duration::from_millis(300)).await.is_none(), "the retry was delivered too");
+    // After the ack, a late retry is still answered 201 and not delivered again.
+    let late = sender.client.send(tidings_sender::duplicate(&request)).await.unwrap();
+    assert_eq!(late.status, 201);
+    assert!(agent.try_recv(Duration::from_millis(300)).await.is_none(), "the late retry was delivered");
+    assert_eq!(cancel(&sender, &late).await, 404, "the late retry was stored");
+    assert_eq!(metric(&service, "tidings_messages_repeated_total").await, Some(3.0));
+}
+
+/// `DELETE` of the message an answer names; the status.
+async fn cancel(sender: &Sender, answer: &tidings_sender::Response) -> u16 {
+    let location = answer.location.as_deref().expect("a Location");
+    let request = http::Request::delete(location).body(Bytes::new()).unwrap();
+    sender.client.send(request).await.unwrap().status.as_u16()
+}
+
 #[tokio::test]
 async fn unknown_uaid_gets_a_new_one() {
     let service = Service::start(&[]);

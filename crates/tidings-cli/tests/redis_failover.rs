@@ -220,12 +220,24 @@ async fn a_write_answered_503_for_want_of_a_replica_is_not_delivered() {
     replica.signal("-STOP");
     let (ok, unavailable) = round(&sender, &subs, 1).await;
     assert_eq!((ok.len(), unavailable), (0, subs.len()), "201 without the replica");
+    // The same bytes again, as the fan-out engine retries: refused while the replica is
+    // stopped, and stored once it is back (the refused copy took its fingerprint with it,
+    // so the retry is not mistaken for a repeat of a message that is gone).
+    let (sub, _) = &subs[0];
+    let mut message = tidings_sender::Message::new(b"retried".to_vec());
+    message.ttl = 60;
+    let request =
+        tidings_sender::prepare(&sub.subscription(), &message, Some(&sender.signer), common::push::now())
+            .unwrap();
+    let refused = sender.client.send(tidings_sender::duplicate(&request)).await.unwrap();
+    assert_eq!(refused.status, 503);
     replica.signal("-CONT");
     wait_for("the replica to catch up", || {
         replica.cli(&["info", "replication"]).contains("master_link_status:up")
     });
+    assert_eq!(sender.client.send(request).await.unwrap().status, 201, "the retry after the 503");
     let received = everything_delivered(&service, &subs).await;
-    let expected: HashSet<String> = before.into_iter().collect();
+    let expected: HashSet<String> = before.into_iter().chain(["retried".to_owned()]).collect();
     assert_eq!(received, expected, "only the messages answered 201 arrive");
     let _ = std::fs::remove_dir_all(&dir);
 }

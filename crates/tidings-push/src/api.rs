@@ -291,9 +291,20 @@ async fn store_and_deliver<S: Backend>(
     endpoint: &Endpoint,
     message: Message,
 ) -> Result<u64, ApiError> {
-    let (uaid, max_pending) = (endpoint.uaid, app.config.max_pending);
-    let id = match app.store.save_message(uaid, message.clone(), endpoint.key_hash, max_pending).await {
+    let (uaid, max_pending, now) = (endpoint.uaid, app.config.max_pending, crate::app::unix_now());
+    let id = match app.store.save_message(uaid, message.clone(), endpoint.key_hash, max_pending, now).await {
         Ok(Saved::Stored(id) | Saved::Replaced { id, .. }) => id,
+        // A retry of a message whose answer the sender never got: answered as the first
+        // time. The first copy is handed over again if still pending (it may have been
+        // stored just before its node died, with nobody told); a connection that has it
+        // already sends it once, as for any second copy.
+        Ok(Saved::Repeated { id, pending }) => {
+            app.metrics.repeated.inc();
+            if pending {
+                hand_over(app, uaid, Message { id, ..message }).await;
+            }
+            return Ok(id);
+        }
         Ok(Saved::Full) => {
             return Err(refuse(
                 Errno::TooManyPending,

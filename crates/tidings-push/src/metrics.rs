@@ -51,6 +51,9 @@ pub struct Metrics {
     pub stored: Counter,
     /// Messages removed by the expiry sweep.
     pub expired: Counter,
+    /// POSTs recognised as a sender's retry of a message already stored (answered 201, not
+    /// stored again).
+    pub repeated: Counter,
     /// TTL 0 messages whose user agent was not connected (never stored).
     pub dropped: Counter,
     /// User agents forgotten after the idle period, by the sweep.
@@ -88,6 +91,7 @@ impl Metrics {
             delivered: Counter::default(),
             stored: Counter::default(),
             expired: Counter::default(),
+            repeated: Counter::default(),
             dropped: Counter::default(),
             forgotten: Counter::default(),
             acked: Counter::default(),
@@ -116,6 +120,11 @@ impl Metrics {
             metrics.stored.clone(),
         );
         registry.register("messages_expired", "Messages removed after their TTL", metrics.expired.clone());
+        registry.register(
+            "messages_repeated",
+            "POSTs of a message already stored (a sender's retry): answered 201, not stored again",
+            metrics.repeated.clone(),
+        );
         registry.register(
             "messages_dropped",
             "TTL 0 messages dropped: their user agent was not connected",

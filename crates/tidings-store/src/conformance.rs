@@ -67,7 +67,7 @@ pub async fn users<S: Store>(store: S) {
     assert!(store.add_user(uaid(1), NOW, FOREVER).await.unwrap());
     assert!(store.touch_user(uaid(1), NOW, FOREVER).await.unwrap());
     store.add_channel(uaid(1), channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "m", None), None, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "m", None), None, 10, NOW).await.unwrap();
     store.remove_user(uaid(1)).await.unwrap();
     assert!(!store.touch_user(uaid(1), NOW, FOREVER).await.unwrap());
     assert_eq!(store.channel(uaid(1), channel(1)).await.unwrap(), None);
@@ -87,7 +87,7 @@ pub async fn idle_users_are_forgotten<S: Store>(store: S) {
             store.add_channel(u, channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap(),
             Added::Added
         );
-        store.save_message(u, message(channel(1), "m", None), None, 10).await.unwrap();
+        store.save_message(u, message(channel(1), "m", None), None, 10, now).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(store.touch_user(kept, now + 1, 3).await.unwrap());
@@ -98,7 +98,7 @@ pub async fn idle_users_are_forgotten<S: Store>(store: S) {
     for u in [idle, swept] {
         assert_eq!(store.channel(u, channel(1)).await.unwrap(), None);
         assert_eq!(
-            store.save_message(u, message(channel(1), "late", None), None, 10).await.unwrap(),
+            store.save_message(u, message(channel(1), "late", None), None, 10, now).await.unwrap(),
             Saved::NoChannel
         );
         assert_eq!(
@@ -109,7 +109,7 @@ pub async fn idle_users_are_forgotten<S: Store>(store: S) {
     assert!(store.touch_user(kept, now + 3, 3).await.unwrap(), "touched within the period");
     assert!(store.channel(kept, channel(1)).await.unwrap().is_some());
     assert!(matches!(
-        store.save_message(kept, message(channel(1), "m", None), None, 10).await.unwrap(),
+        store.save_message(kept, message(channel(1), "still here", None), None, 10, now).await.unwrap(),
         Saved::Stored(_)
     ));
 }
@@ -148,32 +148,32 @@ pub async fn key_revocation<S: Store>(store: S) {
     store.add_user(uaid(1), NOW, FOREVER).await.unwrap();
     store.add_channel(uaid(1), channel(1), Channel { key_hash: first }, MAX_CHANNELS).await.unwrap();
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "a", None), first, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "a", None), first, 10, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
     for wrong in [second, None] {
         assert_eq!(
-            store.save_message(uaid(1), message(channel(1), "b", None), wrong, 10).await.unwrap(),
+            store.save_message(uaid(1), message(channel(1), "b", None), wrong, 10, NOW).await.unwrap(),
             Saved::NoChannel
         );
     }
     store.add_channel(uaid(1), channel(1), Channel { key_hash: second }, MAX_CHANNELS).await.unwrap();
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "c", None), first, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "c", None), first, 10, NOW).await.unwrap(),
         Saved::NoChannel,
         "the old endpoint is revoked"
     );
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "d", None), second, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "d", None), second, 10, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
     store.add_channel(uaid(1), channel(1), Channel { key_hash: None }, MAX_CHANNELS).await.unwrap();
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "e", None), second, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "e", None), second, 10, NOW).await.unwrap(),
         Saved::NoChannel
     );
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "f", None), None, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "f", None), None, 10, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
     assert_eq!(bodies(&store, uaid(1)).await, ["a", "d", "f"]);
@@ -185,7 +185,7 @@ pub async fn message_order<S: Store>(store: S) {
     let mut ids = Vec::new();
     for (i, c) in [channel(1), channel(2), channel(1), channel(2)].into_iter().enumerate() {
         ids.push(id(store
-            .save_message(uaid(1), message(c, &format!("m{i}"), None), None, 10)
+            .save_message(uaid(1), message(c, &format!("m{i}"), None), None, 10, NOW)
             .await
             .unwrap()));
     }
@@ -206,12 +206,12 @@ pub async fn message_order<S: Store>(store: S) {
 /// Messages for unknown users or channels are not stored.
 pub async fn no_channel<S: Store>(store: S) {
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "x", None), None, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 10, NOW).await.unwrap(),
         Saved::NoChannel
     );
     subscribed(&store, uaid(1), &[channel(1)]).await;
     assert_eq!(
-        store.save_message(uaid(1), message(channel(2), "x", None), None, 10).await.unwrap(),
+        store.save_message(uaid(1), message(channel(2), "x", None), None, 10, NOW).await.unwrap(),
         Saved::NoChannel
     );
     assert!(store.messages(uaid(1), None, 10, NOW).await.unwrap().is_empty());
@@ -220,19 +220,27 @@ pub async fn no_channel<S: Store>(store: S) {
 /// A message with a topic replaces the pending one with that topic on that channel only.
 pub async fn topics<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
-    let first =
-        id(store.save_message(uaid(1), message(channel(1), "old", Some("score")), None, 10).await.unwrap());
-    store.save_message(uaid(1), message(channel(2), "other channel", Some("score")), None, 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "no topic", None), None, 10).await.unwrap();
+    let first = id(store
+        .save_message(uaid(1), message(channel(1), "old", Some("score")), None, 10, NOW)
+        .await
+        .unwrap());
+    store
+        .save_message(uaid(1), message(channel(2), "other channel", Some("score")), None, 10, NOW)
+        .await
+        .unwrap();
+    store.save_message(uaid(1), message(channel(1), "no topic", None), None, 10, NOW).await.unwrap();
     let saved =
-        store.save_message(uaid(1), message(channel(1), "new", Some("score")), None, 10).await.unwrap();
+        store.save_message(uaid(1), message(channel(1), "new", Some("score")), None, 10, NOW).await.unwrap();
     assert!(matches!(saved, Saved::Replaced { old, .. } if old == first), "{saved:?}");
     assert_eq!(bodies(&store, uaid(1)).await, ["other channel", "no topic", "new"]);
     // Once the topic's message is delivered and deleted, the topic is free again.
     let new = store.messages(uaid(1), None, 10, NOW).await.unwrap().pop().unwrap();
     assert!(store.delete_message(uaid(1), channel(1), new.id).await.unwrap());
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "again", Some("score")), None, 10).await.unwrap(),
+        store
+            .save_message(uaid(1), message(channel(1), "again", Some("score")), None, 10, NOW)
+            .await
+            .unwrap(),
         Saved::Stored(_)
     ));
 }
@@ -243,30 +251,30 @@ pub async fn pending_cap<S: Store>(store: S) {
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(id(store
-            .save_message(uaid(1), message(channel(1), &format!("{i}"), Some(&format!("t{i}"))), None, 3)
+            .save_message(uaid(1), message(channel(1), &format!("{i}"), Some(&format!("t{i}"))), None, 3, NOW)
             .await
             .unwrap()));
     }
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "over", None), None, 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "over", None), None, 3, NOW).await.unwrap(),
         Saved::Full
     );
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "swap", Some("t0")), None, 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "swap", Some("t0")), None, 3, NOW).await.unwrap(),
         Saved::Replaced { .. }
     ));
     // The cap is per channel.
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(2), "elsewhere", None), None, 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(2), "elsewhere", None), None, 3, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
     assert!(store.delete_message(uaid(1), channel(1), ids[1]).await.unwrap());
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "room", None), None, 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "room", None), None, 3, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "over", None), None, 3).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "over", None), None, 3, NOW).await.unwrap(),
         Saved::Full
     );
 }
@@ -276,8 +284,8 @@ pub async fn expiry<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1)]).await;
     let mut soon = message(channel(1), "soon", None);
     soon.expires_at = NOW + 10;
-    store.save_message(uaid(1), soon, None, 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(1), "later", None), None, 10).await.unwrap();
+    store.save_message(uaid(1), soon, None, 10, NOW).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "later", None), None, 10, NOW).await.unwrap();
     assert_eq!(store.messages(uaid(1), None, 10, NOW + 9).await.unwrap().len(), 2);
     let left = store.messages(uaid(1), None, 10, NOW + 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), [b"later"]);
@@ -287,14 +295,14 @@ pub async fn expiry<S: Store>(store: S) {
     // Expired messages do not hold a place under the cap once swept.
     let mut capped = message(channel(1), "short", None);
     capped.expires_at = NOW + 20;
-    store.save_message(uaid(1), capped, None, 2).await.unwrap();
+    store.save_message(uaid(1), capped, None, 2, NOW).await.unwrap();
     assert_eq!(
-        store.save_message(uaid(1), message(channel(1), "x", None), None, 2).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 2, NOW).await.unwrap(),
         Saved::Full
     );
     assert_eq!(store.sweep_expired(NOW + 20, 100).await.unwrap(), 1);
     assert!(matches!(
-        store.save_message(uaid(1), message(channel(1), "x", None), None, 2).await.unwrap(),
+        store.save_message(uaid(1), message(channel(1), "x", None), None, 2, NOW).await.unwrap(),
         Saved::Stored(_)
     ));
 }
@@ -302,16 +310,59 @@ pub async fn expiry<S: Store>(store: S) {
 /// Deleting needs the right channel, and happens once.
 pub async fn deletion<S: Store>(store: S) {
     subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
-    let m = id(store.save_message(uaid(1), message(channel(1), "m", None), None, 10).await.unwrap());
+    let m = id(store.save_message(uaid(1), message(channel(1), "m", None), None, 10, NOW).await.unwrap());
     assert!(!store.delete_message(uaid(1), channel(2), m).await.unwrap(), "wrong channel");
     assert!(!store.delete_message(uaid(2), channel(1), m).await.unwrap(), "wrong user");
     assert!(store.delete_message(uaid(1), channel(1), m).await.unwrap());
     assert!(!store.delete_message(uaid(1), channel(1), m).await.unwrap());
     // Removing a channel removes its messages only.
-    store.save_message(uaid(1), message(channel(1), "a", None), None, 10).await.unwrap();
-    store.save_message(uaid(1), message(channel(2), "b", None), None, 10).await.unwrap();
+    store.save_message(uaid(1), message(channel(1), "a", None), None, 10, NOW).await.unwrap();
+    store.save_message(uaid(1), message(channel(2), "b", None), None, 10, NOW).await.unwrap();
     store.remove_channel(uaid(1), channel(1)).await.unwrap();
     assert_eq!(bodies(&store, uaid(1)).await, ["b"]);
+}
+
+/// The same message again (a sender's retry, after an answer that was lost) is answered as
+/// the first was and never stored twice, whether the first is still pending or gone; a
+/// message without a body, and the same body on another channel or with other headers, are
+/// messages of their own.
+pub async fn repeats<S: Store>(store: S) {
+    subscribed(&store, uaid(1), &[channel(1), channel(2)]).await;
+    let sealed = message(channel(1), "sealed", None);
+    let first = id(store.save_message(uaid(1), sealed.clone(), None, 10, NOW).await.unwrap());
+    let again = store.save_message(uaid(1), sealed.clone(), None, 10, NOW + 1).await.unwrap();
+    assert_eq!(again, Saved::Repeated { id: first, pending: true });
+    assert_eq!(bodies(&store, uaid(1)).await, ["sealed"]);
+    // The same body elsewhere, or with another header, is another message.
+    id(store.save_message(uaid(1), message(channel(2), "sealed", None), None, 10, NOW).await.unwrap());
+    let mut topical = sealed.clone();
+    topical.topic = Some("news".into());
+    id(store.save_message(uaid(1), topical, None, 10, NOW).await.unwrap());
+    let mut aesgcm = sealed.clone();
+    aesgcm.encoding = Some("aesgcm".into());
+    id(store.save_message(uaid(1), aesgcm, None, 10, NOW).await.unwrap());
+    assert_eq!(bodies(&store, uaid(1)).await.len(), 4);
+    // Acknowledged, it is not stored again by a late retry.
+    assert!(store.delete_message(uaid(1), channel(1), first).await.unwrap());
+    let late = store.save_message(uaid(1), sealed, None, 10, NOW + 2).await.unwrap();
+    assert_eq!(late, Saved::Repeated { id: first, pending: false });
+    assert_eq!(bodies(&store, uaid(1)).await.len(), 3);
+    // A retry of a stored message is answered even when the channel is full.
+    let mut full = Vec::new();
+    for body in ["a", "b"] {
+        full.push(id(store
+            .save_message(uaid(1), message(channel(2), body, None), None, 3, NOW)
+            .await
+            .unwrap()));
+    }
+    let retry = store.save_message(uaid(1), message(channel(2), "a", None), None, 3, NOW).await.unwrap();
+    assert_eq!(retry, Saved::Repeated { id: full[0], pending: true });
+    // Messages without a body cannot be told apart from a retry: each is stored.
+    let mut tickle = message(channel(1), "", None);
+    tickle.encoding = None;
+    let one = id(store.save_message(uaid(1), tickle.clone(), None, 10, NOW).await.unwrap());
+    let two = id(store.save_message(uaid(1), tickle, None, 10, NOW).await.unwrap());
+    assert_ne!(one, two);
 }
 
 /// Concurrent saves all land, with distinct ids.
@@ -322,7 +373,7 @@ pub async fn concurrency<S: Store>(store: S) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store.save_message(uaid(1), message(channel(1), &format!("{i}"), None), None, 1000).await
+                store.save_message(uaid(1), message(channel(1), &format!("{i}"), None), None, 1000, NOW).await
             })
         })
         .collect();
@@ -371,7 +422,7 @@ pub async fn routing<S: Bus>(bus: S) {
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_checks!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion concurrency broadcasts);
+        $crate::conformance_checks!(@each $make; users idle_users_are_forgotten channels key_revocation message_order no_channel topics pending_cap expiry deletion repeats concurrency broadcasts);
     };
 }
 

@@ -23,6 +23,7 @@
 //! | `messages` | uaid, id (u64) | see [`record`] |
 //! | `topics` | uaid, channel, topic | message id |
 //! | `expiry` | expires at (u64), uaid, id | (empty) |
+//! | `repeats` | period (u64), uaid, fingerprint (16) | message id |
 //! | `meta` | `next_id` | the next message id (u64) |
 //! | `meta` | `contacts` | present once `contacts` indexes every user |
 //! | `broadcasts` | broadcast id (UTF-8) | its current version (UTF-8) |
@@ -30,6 +31,11 @@
 //! Message keys are written once and deleted once, so they are removed with fjall's
 //! single-delete (`remove_weak`), whose tombstones vanish with the value at compaction:
 //! reading a user's messages does not slow down as messages come and go.
+//!
+//! `repeats` recognises a sender's retry ([`Saved::Repeated`]): each stored message's
+//! fingerprint is filed under the [`REPEAT_WINDOW`]-long period it arrived in, and a save
+//! looks in the current and the previous period, so a fingerprint is remembered for at least
+//! the window. Whole periods are dropped once older than that, oldest first, by the sweep.
 //!
 //! A user's last contact is recorded coarsely (see [`Store::touch_user`]), so that a
 //! reconnecting user agent usually costs a read; `contacts` lets the sweeper find the idle
@@ -40,7 +46,10 @@
 //! or go, and the endpoint keys stay in the node's data directory.
 
 use crate::group_commit::{self, Tx};
-use crate::{Added, Bus, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
+use crate::{
+    Added, Bus, Channel, Fingerprint, Message, MessageId, NodeEvent, REPEAT_WINDOW, Result, Saved, Store,
+    StoreError,
+};
 use fjall::{KeyspaceCreateOptions, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,6 +73,7 @@ struct Keyspaces {
     messages: SingleWriterTxKeyspace,
     topics: SingleWriterTxKeyspace,
     expiry: SingleWriterTxKeyspace,
+    repeats: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
     broadcasts: SingleWriterTxKeyspace,
 }
@@ -71,15 +81,46 @@ struct Keyspaces {
 /// A write, as the writer thread applies it.
 enum Request {
     AddUser(Uaid, u64),
-    Touch { uaid: Uaid, now: u64, forget_after: u64 },
-    ForgetIdle { before: u64, limit: usize },
+    Touch {
+        uaid: Uaid,
+        now: u64,
+        forget_after: u64,
+    },
+    ForgetIdle {
+        before: u64,
+        limit: usize,
+    },
     RemoveUser(Uaid),
     AddChannel(Uaid, ChannelId, Channel, usize),
     RemoveChannel(Uaid, ChannelId),
-    Save(Uaid, Message, Option<[u8; 16]>, usize),
+    Save(Save),
     Delete(Uaid, ChannelId, MessageId),
     Sweep(u64, usize),
-    SetBroadcast { id: String, version: String },
+    /// Drops up to `limit` fingerprints filed in periods before `period`.
+    ForgetRepeats {
+        period: u64,
+        limit: usize,
+    },
+    SetBroadcast {
+        id: String,
+        version: String,
+    },
+}
+
+/// A message to store, with what [`Store::save_message`] was given.
+struct Save {
+    uaid: Uaid,
+    message: Message,
+    key_hash: Option<[u8; 16]>,
+    max_pending: usize,
+    repeat: Option<Repeat>,
+}
+
+/// A message's fingerprint and the [`REPEAT_WINDOW`]-long period it arrived in.
+#[derive(Clone, Copy)]
+struct Repeat {
+    fingerprint: Fingerprint,
+    period: u64,
 }
 
 /// What a write produced.
@@ -111,6 +152,7 @@ impl EmbeddedStore {
             messages: keyspace("messages")?,
             topics: keyspace("topics")?,
             expiry: keyspace("expiry")?,
+            repeats: keyspace("repeats")?,
             meta: keyspace("meta")?,
             broadcasts: keyspace("broadcasts")?,
             db,
@@ -277,9 +319,14 @@ impl Store for EmbeddedStore {
         message: Message,
         key_hash: Option<[u8; 16]>,
         max_pending: usize,
+        now: u64,
     ) -> Result<Saved> {
+        // Hashed here rather than on the writer thread, which every write waits for.
+        let repeat =
+            message.fingerprint().map(|fingerprint| Repeat { fingerprint, period: now / REPEAT_WINDOW });
+        let request = Request::Save(Save { uaid, message, key_hash, max_pending, repeat });
         // A POST waits for no backlog: with the queue full, the sender is told to retry.
-        let saved = self.writer.try_write(Request::Save(uaid, message, key_hash, max_pending)).await;
+        let saved = self.writer.try_write(request).await;
         match saved.ok_or_else(|| StoreError("busy: the write queue is full".into()))?? {
             Value::Saved(saved) => Ok(saved),
             _ => unreachable!("Save answers Saved"),
@@ -318,6 +365,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn sweep_expired(&self, now: u64, limit: usize) -> Result<usize> {
+        // Fingerprints first, a batch at a time, until the periods that are too old are gone:
+        // they are not messages, so they do not count in the answer (nor against `limit`).
+        let period = (now / REPEAT_WINDOW).saturating_sub(1);
+        while let Value::Count(n) = self.write(Request::ForgetRepeats { period, limit }).await?
+            && n >= limit
+        {}
         match self.write(Request::Sweep(now, limit)).await? {
             Value::Count(n) => Ok(n),
             _ => unreachable!("Sweep answers Count"),
@@ -521,9 +574,7 @@ impl Applier {
                 }
                 Ok(Value::Bool(true))
             }
-            Request::Save(uaid, ref message, key_hash, max_pending) => {
-                self.save(ks, tx, uaid, message, key_hash, max_pending).map(Value::Saved)
-            }
+            Request::Save(ref save) => self.save(ks, tx, save).map(Value::Saved),
             Request::Delete(uaid, channel_id, id) => {
                 let Some(value) = tx.get(&ks.messages, key(&[&uaid.0, &id.to_be_bytes()])).map_err(error)?
                 else {
@@ -573,6 +624,14 @@ impl Applier {
                 }
                 Ok(Value::Count(swept))
             }
+            Request::ForgetRepeats { period, limit } => {
+                let old = keys_in_range(tx, &ks.repeats, ..period.to_be_bytes().to_vec(), limit)?;
+                let count = old.len();
+                for k in old {
+                    tx.remove_weak(&ks.repeats, k);
+                }
+                Ok(Value::Count(count))
+            }
             Request::SetBroadcast { ref id, ref version } => {
                 let changed = tx
                     .get(&ks.broadcasts, id.as_bytes())
@@ -590,10 +649,7 @@ impl Applier {
         &mut self,
         ks: &Keyspaces,
         tx: &mut Tx<'_>,
-        uaid: Uaid,
-        message: &Message,
-        key_hash: Option<[u8; 16]>,
-        max_pending: usize,
+        &Save { uaid, ref message, key_hash, max_pending, repeat }: &Save,
     ) -> Result<Saved> {
         let channel_key = key(&[&uaid.0, &message.channel_id.0]);
         let Some(channel) = tx.get(&ks.channels, &channel_key).map_err(error)? else {
@@ -602,6 +658,17 @@ impl Applier {
         let (channel, pending) = record::decode_channel(&channel)?;
         if channel.key_hash != key_hash {
             return Ok(Saved::NoChannel);
+        }
+        let repeat_key = |period: u64, r: &Repeat| key(&[&period.to_be_bytes(), &uaid.0, &r.fingerprint]);
+        if let Some(r) = &repeat {
+            for period in [r.period, r.period.saturating_sub(1)] {
+                if let Some(first) = tx.get(&ks.repeats, repeat_key(period, r)).map_err(error)? {
+                    let id = record::u64_at(&first, 0).ok_or_else(|| error("corrupt repeat record"))?;
+                    let pending =
+                        tx.contains_key(&ks.messages, key(&[&uaid.0, &id.to_be_bytes()])).map_err(error)?;
+                    return Ok(Saved::Repeated { id, pending });
+                }
+            }
         }
         let topic_key = message.topic.as_ref().map(|t| key(&[&channel_key, t.as_bytes()]));
         let replaced = match &topic_key {
@@ -631,6 +698,9 @@ impl Applier {
         );
         if let Some(t) = topic_key {
             tx.insert(&ks.topics, t, id.to_be_bytes().as_slice());
+        }
+        if let Some(r) = &repeat {
+            tx.insert(&ks.repeats, repeat_key(r.period, r), id.to_be_bytes().as_slice());
         }
         if replaced.is_none() {
             tx.insert(&ks.channels, channel_key, record::encode_channel(&channel, pending + 1));
@@ -689,6 +759,16 @@ fn keys_with_prefix(
     prefix: &[u8],
 ) -> Result<Vec<fjall::UserKey>> {
     tx.prefix(space, prefix).map(|entry| entry.key().map_err(error)).collect()
+}
+
+/// Up to `limit` keys of `space` in `range`, in key order.
+fn keys_in_range(
+    tx: &Tx<'_>,
+    space: &SingleWriterTxKeyspace,
+    range: impl std::ops::RangeBounds<Vec<u8>>,
+    limit: usize,
+) -> Result<Vec<fjall::UserKey>> {
+    tx.range(space, range).take(limit).map(|entry| entry.key().map_err(error)).collect()
 }
 
 fn user_messages(tx: &Tx<'_>, ks: &Keyspaces, uaid: Uaid) -> Result<Vec<(MessageId, Message)>> {
@@ -751,6 +831,47 @@ mod tests {
         let store = EmbeddedStore::open(&dir).unwrap();
         let expected = vec![("remote-settings/monitor_changes".to_owned(), "\"7\"".to_owned())];
         assert_eq!(store.broadcasts().await.unwrap(), expected);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod repeats_tests {
+    use super::*;
+
+    /// A fingerprint survives a restart (it is written with its message), is remembered for
+    /// at least the window, and is dropped by the sweep once two periods old.
+    #[tokio::test]
+    async fn a_fingerprint_lasts_the_window_and_the_restart_then_goes() {
+        let dir = std::env::temp_dir().join(format!("tidings-store-repeats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The last second of a period: the next save falls in the next period.
+        let (uaid, now) = (Uaid([9; 16]), 1_700_000_000 / REPEAT_WINDOW * REPEAT_WINDOW + REPEAT_WINDOW - 1);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        store.add_user(uaid, now, u64::MAX / 2).await.unwrap();
+        store.add_channel(uaid, ChannelId([1; 16]), Channel { key_hash: None }, 10).await.unwrap();
+        let mut message = crate::conformance::message(ChannelId([1; 16]), "sealed", None);
+        message.expires_at = now + 10 * REPEAT_WINDOW;
+        let Saved::Stored(id) = store.save_message(uaid, message.clone(), None, 10, now).await.unwrap()
+        else {
+            panic!("not stored");
+        };
+        drop(store);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let repeated = Saved::Repeated { id, pending: true };
+        for later in [now + 1, now + REPEAT_WINDOW] {
+            assert_eq!(store.save_message(uaid, message.clone(), None, 10, later).await.unwrap(), repeated);
+        }
+        let fingerprints = |store: &EmbeddedStore| {
+            store.keyspaces.db.read_tx().range::<&[u8], _>(&store.keyspaces.repeats, ..).count()
+        };
+        store.sweep_expired(now + REPEAT_WINDOW, 100).await.unwrap();
+        assert_eq!(fingerprints(&store), 1, "kept for the window");
+        store.sweep_expired(now + 1 + REPEAT_WINDOW, 100).await.unwrap();
+        assert_eq!(fingerprints(&store), 0, "dropped once its period is two behind");
+        let saved = store.save_message(uaid, message, None, 10, now + 1 + REPEAT_WINDOW).await.unwrap();
+        assert!(matches!(saved, Saved::Stored(_)), "{saved:?}");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -40,6 +40,16 @@ pub const ROUTE_REFRESH: std::time::Duration = std::time::Duration::from_secs(36
 /// messages are delivered in the order they were accepted.
 pub type MessageId = u64;
 
+/// How long, in seconds, a store remembers the [fingerprints](Message::fingerprint) of the
+/// messages it saved, so that a sender's retry of one (the same request again, because the
+/// answer to the first was lost) is answered as the first was instead of being delivered
+/// twice. Longer than the retries of a sender that honours `Retry-After`: Tidings' fan-out
+/// engine makes at most three, each after at most two minutes.
+pub const REPEAT_WINDOW: u64 = 600;
+
+/// What tells a sender's retry of a message from another message: see [`Message::fingerprint`].
+pub type Fingerprint = [u8; 16];
+
 /// A subscription as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Channel {
@@ -68,6 +78,34 @@ pub struct Message {
     pub crypto_key: Option<String>,
 }
 
+impl Message {
+    /// A digest of what the sender sent (channel, body, and the headers kept with it), or
+    /// `None` for a message without a body.
+    ///
+    /// An encrypted body names its message: RFC 8188 and aesgcm both draw a fresh random salt
+    /// for every message, so the same bytes again are the same message sent again (a retry
+    /// whose first answer was lost). Messages without a body are alike by design (each says
+    /// "check in"), so one cannot be told from a retry of another and none is recognised.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        use aws_lc_rs::digest::{Context, SHA256};
+        if self.body.is_empty() {
+            return None;
+        }
+        let mut context = Context::new(&SHA256);
+        context.update(&self.channel_id.0);
+        for text in [&self.topic, &self.encoding, &self.encryption, &self.crypto_key] {
+            // Length-prefixed (absent: u64::MAX), so no two field lists hash alike.
+            let text = text.as_deref().map(str::as_bytes);
+            context.update(&text.map_or(u64::MAX, |t| t.len() as u64).to_be_bytes());
+            context.update(text.unwrap_or_default());
+        }
+        context.update(&self.body);
+        let mut fingerprint = [0; 16];
+        fingerprint.copy_from_slice(&context.finish().as_ref()[..16]);
+        Some(fingerprint)
+    }
+}
+
 /// What happened to a message handed to [`Store::save_message`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -79,6 +117,16 @@ pub enum Saved {
         id: MessageId,
         /// The id of the message it replaced (gone from storage now).
         old: MessageId,
+    },
+    /// Not stored: the same message (by [fingerprint](Message::fingerprint)) was saved on
+    /// this channel within the last [`REPEAT_WINDOW`] seconds. The sender is answered as the
+    /// first time, and the first copy is delivered if it is still pending (acknowledged,
+    /// expired or replaced by topic since, it is not delivered again).
+    Repeated {
+        /// The first copy's id.
+        id: MessageId,
+        /// Whether the first copy is still stored, waiting for its user agent.
+        pending: bool,
     },
     /// Not stored: the channel already holds the maximum number of pending messages.
     Full,
@@ -198,12 +246,19 @@ pub trait Store: Send + Sync + 'static {
     /// the key hash its endpoint was sealed with: a channel registered again with another
     /// key (or none) has revoked the old endpoint, which gets [`Saved::NoChannel`]. The check
     /// is part of the save, so no re-registration can slip in between.
+    ///
+    /// A message with the [fingerprint](Message::fingerprint) of one saved on the same channel
+    /// in the [`REPEAT_WINDOW`] before `now` is a sender's retry: it gets [`Saved::Repeated`]
+    /// and stores nothing (a retry of a stored message is never [`Saved::Full`]). The
+    /// fingerprint is recorded with the message, in the same atomic write, so a message that
+    /// was stored is always recognised.
     fn save_message(
         &self,
         uaid: Uaid,
         message: Message,
         key_hash: Option<[u8; 16]>,
         max_pending: usize,
+        now: u64,
     ) -> impl Future<Output = Result<Saved>> + Send;
 
     /// Up to `limit` unexpired messages of a user with ids greater than `after`, in id order.

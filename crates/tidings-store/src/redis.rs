@@ -17,6 +17,7 @@
 //! | `P:{U}:t` | hash | `channel:topic` → id |
 //! | `P:{U}:i` | string | the last message id |
 //! | `P:{U}:r` | string | the node holding the connection (expires unless renewed) |
+//! | `P:{U}:f:<fingerprint>` | string | the id of the message saved with that fingerprint (expires after [`REPEAT_WINDOW`]) |
 //! | `P:expiring` | sorted set | users with messages, scored by their earliest expiry |
 //! | `P:broadcasts` | hash | broadcast id → its current version |
 //!
@@ -43,7 +44,9 @@
 //! Redis clock only for this; the nodes' clock decides what is expired.
 
 use crate::embedded::record;
-use crate::{Added, Bus, Channel, Message, MessageId, NodeEvent, Result, Saved, Store, StoreError};
+use crate::{
+    Added, Bus, Channel, Message, MessageId, NodeEvent, REPEAT_WINDOW, Result, Saved, Store, StoreError,
+};
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -107,13 +110,18 @@ end
 /// that a Redis clock slightly ahead of the nodes' never drops a message before its time.
 const GRACE: u64 = 60;
 
-/// KEYS: u c n m e b x t i. ARGV: chid expires topic max record meta keyhash (`-` for
-/// none: the channel must hold the same, or the endpoint was revoked). Also sets the
+/// KEYS: u c n m e b x t i f. ARGV: chid expires topic max record meta keyhash (`-` for
+/// none: the channel must hold the same, or the endpoint was revoked) window (seconds the
+/// fingerprint key `f` is kept; empty for a message without a fingerprint). Also sets the
 /// message keys (n m e b x t) to expire [`GRACE`] after the latest message does.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{REMOVE}
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[7] then return {{0}} end
+if ARGV[8] ~= '' then
+  local first = redis.call('GET', KEYS[10])
+  if first then return {{4, tonumber(first), redis.call('HEXISTS', KEYS[6], first)}} end
+end
 local old = false
 if ARGV[3] ~= '' then
   local previous = redis.call('HGET', KEYS[8], ARGV[1] .. ':' .. ARGV[3])
@@ -129,12 +137,23 @@ redis.call('HSET', KEYS[6], id, ARGV[5])
 redis.call('HSET', KEYS[7], id, ARGV[6])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[8], ARGV[1] .. ':' .. ARGV[3], id) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[10], id, 'EX', ARGV[8]) end
 local latest = tonumber(redis.call('ZRANGE', KEYS[5], -1, -1, 'WITHSCORES')[2]) + {GRACE}
 if latest > tonumber(redis.call('TIME')[1]) then
   for k = 3, 8 do redis.call('EXPIREAT', KEYS[k], latest) end
 end
 if old then return {{3, id, old}} end
 return {{1, id}}
+"#
+    ))
+});
+
+/// KEYS as SAVE. ARGV: id. Takes back a message just saved, with its fingerprint.
+static UNSAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{REMOVE}
+remove(ARGV[1])
+redis.call('DEL', KEYS[10])
 "#
     ))
 });
@@ -487,13 +506,18 @@ impl RedisStore {
         format!("{}:node:{node}", self.prefix)
     }
 
+    /// `P:{U}`: what every key of the user starts with.
+    fn user_prefix(&self, uaid: Uaid) -> String {
+        format!("{}:{{{}}}", self.prefix, hex(&uaid.0))
+    }
+
     fn keys(&self, uaid: Uaid) -> [String; 9] {
-        let base = format!("{}:{{{}}}", self.prefix, hex(&uaid.0));
+        let base = self.user_prefix(uaid);
         ["u", "c", "n", "m", "e", "b", "x", "t", "i"].map(|k| format!("{base}:{k}"))
     }
 
     fn route(&self, uaid: Uaid) -> String {
-        format!("{}:{{{}}}:r", self.prefix, hex(&uaid.0))
+        format!("{}:r", self.user_prefix(uaid))
     }
 
     fn expiring(&self) -> String {
@@ -735,7 +759,9 @@ impl Store for RedisStore {
         message: Message,
         key_hash: Option<[u8; 16]>,
         max_pending: usize,
+        _now: u64,
     ) -> Result<Saved> {
+        let fingerprint = message.fingerprint();
         let topic = message.topic.clone().unwrap_or_default();
         let meta = format!("{}\n{}\n{topic}", hex(&message.channel_id.0), message.expires_at);
         // The sweeper's index takes the earlier of what it has and this message's expiry, so
@@ -745,7 +771,15 @@ impl Store for RedisStore {
         let mut zadd = redis::cmd("ZADD");
         zadd.arg(self.expiring()).arg("LT").arg(message.expires_at).arg(hex(&uaid.0));
         let noted = zadd.query_async::<()>(&mut index);
-        let keys = self.keys(uaid);
+        let mut keys = self.keys(uaid).to_vec();
+        // Redis keeps the fingerprint's key for the window by itself (no `now` needed); a
+        // message without one names a key that is never read or written.
+        keys.push(format!(
+            "{}:f:{}",
+            self.user_prefix(uaid),
+            fingerprint.map_or_else(|| "-".into(), |f| hex(&f))
+        ));
+        let window = if fingerprint.is_some() { REPEAT_WINDOW.to_string() } else { String::new() };
         let mut invocation = invoke(&SAVE, &keys);
         let saving = invocation
             .arg(hex(&message.channel_id.0))
@@ -755,6 +789,7 @@ impl Store for RedisStore {
             .arg(record::encode_message(&message))
             .arg(meta)
             .arg(key_hash_text(key_hash))
+            .arg(window)
             .invoke_async::<Vec<i64>>(&mut redis);
         let (answer, noted) = tokio::join!(saving, noted);
         let answer = answer.map_err(error)?;
@@ -768,19 +803,30 @@ impl Store for RedisStore {
             [2, ..] => Saved::Full,
             [1, id, ..] => Saved::Stored(*id as MessageId),
             [3, id, old, ..] => Saved::Replaced { id: *id as MessageId, old: *old as MessageId },
+            [4, id, pending, ..] => Saved::Repeated { id: *id as MessageId, pending: *pending == 1 },
             _ => return Err(error("unexpected answer from the save script")),
         };
-        if let Saved::Stored(id) | Saved::Replaced { id, .. } = saved
-            && let Err(e) = self.wait_for_replicas(&keys[0]).await
-        {
-            // The primary has the message, too few replicas do, and the sender is about to
-            // be told 503 and send it again: take it back, or the user agent would get it
-            // twice (the soak run found 503-answered messages delivered after a Redis
-            // restart, while the replica was still resyncing).
-            if let Err(undo) = self.delete_message(uaid, message.channel_id, id).await {
-                tracing::warn!(error = %undo, "could not take back a message its replicas did not confirm");
+        match saved {
+            Saved::Stored(id) | Saved::Replaced { id, .. } => {
+                if let Err(e) = self.wait_for_replicas(&keys[0]).await {
+                    // The primary has the message, too few replicas do, and the sender is
+                    // about to be told 503 and send it again: take it back with its
+                    // fingerprint, or the user agent would get it twice (the soak run found
+                    // 503-answered messages delivered after a Redis restart, while the
+                    // replica was still resyncing), or the retry would be taken for a repeat
+                    // of a message that is gone.
+                    let undo =
+                        invoke(&UNSAVE, &keys).arg(id).invoke_async::<()>(&mut self.redis.clone()).await;
+                    if let Err(undo) = undo {
+                        tracing::warn!(error = %undo, "could not take back a message its replicas did not confirm");
+                    }
+                    return Err(e);
+                }
             }
-            return Err(e);
+            // The first copy's answer may have been lost before its replicas confirmed it:
+            // this answer, like that one, promises the message is on enough of them.
+            Saved::Repeated { .. } => self.wait_for_replicas(&keys[0]).await?,
+            Saved::Full | Saved::NoChannel => {}
         }
         Ok(saved)
     }
@@ -1020,7 +1066,7 @@ mod tests {
         let mut redis = store.redis.clone();
         let mut message = crate::conformance::message(channel_id, "later", None);
         message.expires_at = clock + 3600;
-        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
+        store.save_message(uaid, message.clone(), None, 2, clock).await.unwrap();
         let ttl: i64 = redis.ttl(&keys[5]).await.unwrap();
         assert!((3600..=3600 + GRACE as i64).contains(&ttl), "ttl {ttl}");
         // A message that expired 59 s ago (by the nodes' clock) leaves its keys one more
@@ -1028,9 +1074,13 @@ mod tests {
         store.remove_channel(uaid, channel_id).await.unwrap();
         store.add_channel(uaid, channel_id, channel, 10).await.unwrap();
         message.expires_at = clock + 1 - GRACE;
-        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
-        store.save_message(uaid, message.clone(), None, 2).await.unwrap();
-        assert_eq!(store.save_message(uaid, message.clone(), None, 2).await.unwrap(), Saved::Full);
+        // Each a message of its own (a second copy of the same bytes would be a repeat).
+        for body in ["one", "two"] {
+            message.body = body.into();
+            store.save_message(uaid, message.clone(), None, 2, clock).await.unwrap();
+        }
+        message.body = "three".into();
+        assert_eq!(store.save_message(uaid, message.clone(), None, 2, clock).await.unwrap(), Saved::Full);
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
         for key in &keys[2..8] {
             assert!(!redis.exists::<_, bool>(key).await.unwrap(), "{key} is still there");
@@ -1038,7 +1088,23 @@ mod tests {
         // The user and channel remain, the cap is free again, and ids keep increasing.
         assert!(store.channel(uaid, channel_id).await.unwrap().is_some());
         message.expires_at = clock + 3600;
-        assert_eq!(store.save_message(uaid, message, None, 2).await.unwrap(), Saved::Stored(4));
+        message.body = "four".into();
+        assert_eq!(store.save_message(uaid, message, None, 2, clock).await.unwrap(), Saved::Stored(4));
+    }
+
+    /// Redis forgets a fingerprint by itself once the window has passed.
+    #[tokio::test]
+    async fn fingerprints_expire_in_redis_after_the_window() {
+        let store = fresh().await;
+        let (uaid, channel_id) = (Uaid([5; 16]), ChannelId([6; 16]));
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        store.add_user(uaid, clock, 3600).await.unwrap();
+        store.add_channel(uaid, channel_id, Channel { key_hash: None }, 10).await.unwrap();
+        let message = crate::conformance::message(channel_id, "sealed", None);
+        store.save_message(uaid, message.clone(), None, 10, clock).await.unwrap();
+        let key = format!("{}:f:{}", store.user_prefix(uaid), hex(&message.fingerprint().unwrap()));
+        let ttl: i64 = store.redis.clone().ttl(&key).await.unwrap();
+        assert!((REPEAT_WINDOW as i64 - 5..=REPEAT_WINDOW as i64).contains(&ttl), "ttl {ttl}");
     }
 
     #[test]
